@@ -1,0 +1,588 @@
+//! The durable copy behind [`take`] and [`restore`].
+
+use std::fs::File;
+use std::io::{self, Read};
+
+use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::names::DbFiles;
+use crate::{sync_dir, ClosedDb, Error, Result};
+
+/// Bytes copied between two progress reports (and two chances to stop).
+const CHUNK: u64 = 8 << 20;
+
+/// A step of a durable copy, reported to the `progress` callback of
+/// [`take_with`] and [`restore_with`] as it completes.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// The destination's file system has room for the copy.
+    SpaceChecked {
+        /// Bytes the copy needs.
+        needed: u64,
+        /// Bytes available.
+        available: u64,
+    },
+    /// The temporary file exists (empty).
+    TempCreated,
+    /// Part of the bytes are in the temporary file; reported after every
+    /// chunk, and once with `done == total` at the end (also after a clone).
+    Copying {
+        /// Bytes copied so far.
+        done: u64,
+        /// Bytes to copy.
+        total: u64,
+    },
+    /// The temporary file's bytes are on disk.
+    Synced,
+    /// The temporary file has the destination's name.
+    Renamed,
+    /// The rename is on disk: the copy is complete and durable.
+    DirSynced,
+}
+
+/// How the bytes were copied.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyMethod {
+    /// A copy-on-write clone (reflink): instant, and no extra space until
+    /// either file changes.
+    Reflink,
+    /// A streamed copy of every byte.
+    Stream,
+}
+
+/// The result of a durable copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Copied {
+    /// The source file.
+    pub from: Utf8PathBuf,
+    /// The destination file, now complete and durable.
+    pub to: Utf8PathBuf,
+    /// Bytes copied.
+    pub bytes: u64,
+    /// How they were copied.
+    pub method: CopyMethod,
+}
+
+/// Make the pre-migrate snapshot `<db>.pre-migrate` from the closed database.
+///
+/// The previous snapshot, if any, stays in place until the new one is
+/// complete and durable, then is replaced by a rename.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let path = camino::Utf8PathBuf::try_from(dir.path().join("system.duckdb"))?;
+/// use sysdb_snapshot::{take, ClosedDb, DbFiles};
+///
+/// std::fs::write(&path, b"database bytes")?;
+/// let db = ClosedDb::assume_closed(DbFiles::new(&path)?);
+/// let copied = take(&db)?;
+/// assert_eq!(copied.to, db.files().snapshot());
+/// assert_eq!(std::fs::read(&copied.to)?, b"database bytes");
+/// # Ok(()) }
+/// ```
+pub fn take(db: &ClosedDb) -> Result<Copied> {
+    take_with(db, &mut |_| {})
+}
+
+/// [`take`], reporting each [`Step`] to `progress` as it completes.
+pub fn take_with(db: &ClosedDb, progress: &mut dyn FnMut(Step)) -> Result<Copied> {
+    let files = db.files();
+    durable_copy(
+        files.db(),
+        &files.snapshot(),
+        Replace::Allow,
+        &RealDisk,
+        progress,
+    )
+}
+
+/// Put the copy at `from` (a snapshot, or a quarantined database file) back
+/// at the database's path by durable copy; `from` stays where it is.
+///
+/// Refuses, changing nothing, when the database file or any of its sidecars
+/// exists: a restored file must never be overwritten by accident nor meet a
+/// write-ahead log that belongs to another file. Quarantine them first.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let path = camino::Utf8PathBuf::try_from(dir.path().join("system.duckdb"))?;
+/// use sysdb_snapshot::{quarantine, restore, take, ClosedDb, DbFiles};
+///
+/// std::fs::write(&path, b"checkpointed bytes")?;
+/// let db = ClosedDb::assume_closed(DbFiles::new(&path)?);
+/// let snapshot = take(&db)?.to;
+/// quarantine(&db)?;
+/// restore(&db, &snapshot)?;
+/// assert_eq!(std::fs::read(&path)?, b"checkpointed bytes");
+/// assert!(snapshot.exists());
+/// # Ok(()) }
+/// ```
+pub fn restore(db: &ClosedDb, from: &Utf8Path) -> Result<Copied> {
+    restore_with(db, from, &mut |_| {})
+}
+
+/// [`restore`], reporting each [`Step`] to `progress` as it completes.
+pub fn restore_with(
+    db: &ClosedDb,
+    from: &Utf8Path,
+    progress: &mut dyn FnMut(Step),
+) -> Result<Copied> {
+    let files = db.files();
+    for path in std::iter::once(files.db().to_owned()).chain(files.sidecars()) {
+        if fs_err::symlink_metadata(&path).is_ok() {
+            return Err(Error::Occupied {
+                from: from.to_owned(),
+                path,
+            });
+        }
+    }
+    durable_copy(from, files.db(), Replace::Never, &RealDisk, progress)
+}
+
+/// Whether the final rename may replace an existing destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Replace {
+    Allow,
+    Never,
+}
+
+/// What a durable copy asks of the disk; tests put failures here.
+pub(crate) trait Disk {
+    /// Bytes available to this user on the file system holding `dir`.
+    fn available_space(&self, dir: &Utf8Path) -> io::Result<u64>;
+    /// Clone `from` into the empty `to`, or fail if the file system cannot.
+    fn reflink(&self, from: &File, to: &File) -> io::Result<()>;
+    /// Copy what `from` yields into `to`, returning the bytes copied.
+    fn copy_chunk(&self, from: &mut io::Take<&File>, to: &mut &File) -> io::Result<u64>;
+}
+
+/// The real disk.
+pub(crate) struct RealDisk;
+
+impl Disk for RealDisk {
+    fn available_space(&self, dir: &Utf8Path) -> io::Result<u64> {
+        let st = rustix::fs::statvfs(dir.as_std_path())?;
+        Ok(st.f_bavail.saturating_mul(st.f_frsize))
+    }
+
+    fn reflink(&self, from: &File, to: &File) -> io::Result<()> {
+        reflink_copy::reflink_file(from, to)
+    }
+
+    fn copy_chunk(&self, from: &mut io::Take<&File>, to: &mut &File) -> io::Result<u64> {
+        // std copies File to File inside the kernel (copy_file_range), in
+        // constant memory.
+        io::copy(from, to)
+    }
+}
+
+/// Copy `from` to `dest` durably: check space, write a temporary file in
+/// `dest`'s folder, sync it, rename it into place, sync the folder. On any
+/// failure the temporary file is removed and `dest` is as it was.
+pub(crate) fn durable_copy(
+    from: &Utf8Path,
+    dest: &Utf8Path,
+    replace: Replace,
+    disk: &dyn Disk,
+    progress: &mut dyn FnMut(Step),
+) -> Result<Copied> {
+    let dir = DbFiles::new(dest)?.dir().to_owned();
+    let source = fs_err::File::open(from).map_err(|source| Error::OpenSource {
+        path: from.to_owned(),
+        source,
+    })?;
+    let total = source
+        .metadata()
+        .map_err(|source| Error::OpenSource {
+            path: from.to_owned(),
+            source,
+        })?
+        .len();
+
+    remove_stale_temps(&dir, dest)?;
+
+    let available = disk
+        .available_space(&dir)
+        .map_err(|source| Error::SpaceCheck {
+            dest: dest.to_owned(),
+            source,
+        })?;
+    if available < total {
+        return Err(Error::NoSpace {
+            from: from.to_owned(),
+            dest: dest.to_owned(),
+            needed: total,
+            available,
+        });
+    }
+    progress(Step::SpaceChecked {
+        needed: total,
+        available,
+    });
+
+    let temp = DbFiles::temp_for(dest, std::process::id());
+    let copy_error = |source| Error::Copy {
+        from: from.to_owned(),
+        temp: temp.clone(),
+        source,
+    };
+    let out = fs_err::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temp)
+        .map_err(copy_error)?;
+    let guard = TempGuard(Some(temp.clone()));
+    progress(Step::TempCreated);
+
+    let method = if disk.reflink(source.file(), out.file()).is_ok() {
+        progress(Step::Copying { done: total, total });
+        CopyMethod::Reflink
+    } else {
+        // A failed clone may have left bytes behind; start from empty.
+        out.file().set_len(0).map_err(copy_error)?;
+        let mut done = 0u64;
+        let mut reader = source.file().take(CHUNK);
+        loop {
+            reader.set_limit(CHUNK);
+            let n = disk
+                .copy_chunk(&mut reader, &mut out.file())
+                .map_err(copy_error)?;
+            if n == 0 {
+                break;
+            }
+            done += n;
+            progress(Step::Copying { done, total });
+        }
+        if done != total {
+            return Err(copy_error(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("{from} changed size while it was copied ({total} bytes, then {done})"),
+            )));
+        }
+        CopyMethod::Stream
+    };
+
+    out.sync_all().map_err(|source| Error::Sync {
+        path: temp.clone(),
+        source,
+    })?;
+    drop(out);
+    progress(Step::Synced);
+
+    let renamed = match replace {
+        Replace::Allow => fs_err::rename(&temp, dest),
+        Replace::Never => rename_noreplace(&temp, dest),
+    };
+    renamed.map_err(|source| Error::Rename {
+        from: temp.clone(),
+        to: dest.to_owned(),
+        source,
+    })?;
+    guard.disarm();
+    progress(Step::Renamed);
+
+    sync_dir(&dir)?;
+    progress(Step::DirSynced);
+
+    Ok(Copied {
+        from: from.to_owned(),
+        to: dest.to_owned(),
+        bytes: total,
+        method,
+    })
+}
+
+/// Rename `from` to `to`, failing with `AlreadyExists` instead of replacing
+/// an existing `to`.
+pub(crate) fn rename_noreplace(from: &Utf8Path, to: &Utf8Path) -> io::Result<()> {
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    match renameat_with(
+        CWD,
+        from.as_std_path(),
+        CWD,
+        to.as_std_path(),
+        RenameFlags::NOREPLACE,
+    ) {
+        Ok(()) => Ok(()),
+        // The file system cannot rename without replacing: a hard link fails
+        // on an existing name just the same.
+        Err(e) if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOSYS => {
+            fs_err::hard_link(from, to)?;
+            fs_err::remove_file(from)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Removes the temporary file unless disarmed.
+struct TempGuard(Option<Utf8PathBuf>);
+
+impl TempGuard {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for TempGuard {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            // Best effort: the error that got us here is the one to report.
+            let _ = fs_err::remove_file(path);
+        }
+    }
+}
+
+/// Remove temporary files of earlier copies to `dest` whose process is gone
+/// (killed mid-copy) or is this one.
+fn remove_stale_temps(dir: &Utf8Path, dest: &Utf8Path) -> Result<()> {
+    let Some(dest_name) = dest.file_name() else {
+        return Ok(());
+    };
+    let prefix = format!("{dest_name}.tmp-");
+    let entries = fs_err::read_dir(dir).map_err(|source| Error::List {
+        dir: dir.to_owned(),
+        source,
+    })?;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&prefix))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == std::process::id() || !process_alive(pid) {
+            let path = dir.join(name.to_string_lossy().as_ref());
+            fs_err::remove_file(&path).map_err(|source| Error::Remove { path, source })?;
+        }
+    }
+    Ok(())
+}
+
+fn process_alive(pid: u32) -> bool {
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return false;
+    };
+    // EPERM means the process exists but belongs to someone else.
+    !matches!(
+        rustix::process::test_kill_process(pid),
+        Err(rustix::io::Errno::SRCH)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A disk that can fail: too little space, a read error or a full file
+    /// system after some bytes.
+    struct FaultyDisk {
+        available: u64,
+        fail_after: Option<(u64, io::ErrorKind)>,
+    }
+
+    impl Disk for FaultyDisk {
+        fn available_space(&self, _: &Utf8Path) -> io::Result<u64> {
+            Ok(self.available)
+        }
+        fn reflink(&self, _: &File, _: &File) -> io::Result<()> {
+            Err(io::ErrorKind::Unsupported.into())
+        }
+        fn copy_chunk(&self, from: &mut io::Take<&File>, to: &mut &File) -> io::Result<u64> {
+            let Some((limit, kind)) = self.fail_after else {
+                return io::copy(from, to);
+            };
+            let mut buf = vec![0u8; usize::try_from(limit).expect("small limit")];
+            let n = from.read(&mut buf)?;
+            io::Write::write_all(to, &buf[..n])?;
+            Err(io::Error::new(kind, "injected failure"))
+        }
+    }
+
+    fn setup(bytes: &[u8], old_snapshot: &[u8]) -> (tempfile::TempDir, DbFiles) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = Utf8PathBuf::try_from(dir.path().join("system.duckdb")).expect("utf-8 path");
+        let files = DbFiles::new(db).expect("valid path");
+        fs_err::write(files.db(), bytes).expect("write db");
+        fs_err::write(files.snapshot(), old_snapshot).expect("write snapshot");
+        (dir, files)
+    }
+
+    fn names(dir: &tempfile::TempDir) -> Vec<String> {
+        let mut v: Vec<String> = fs_err::read_dir(dir.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn assert_untouched(dir: &tempfile::TempDir, files: &DbFiles) {
+        assert_eq!(
+            fs_err::read(files.snapshot()).expect("read"),
+            b"old snapshot"
+        );
+        assert_eq!(names(dir), ["system.duckdb", "system.duckdb.pre-migrate"]);
+    }
+
+    #[test]
+    fn a_read_error_keeps_the_old_snapshot_and_no_temp_file() {
+        let (dir, files) = setup(&[7u8; 100_000], b"old snapshot");
+        let disk = FaultyDisk {
+            available: u64::MAX,
+            fail_after: Some((4096, io::ErrorKind::Other)),
+        };
+        let err = durable_copy(
+            files.db(),
+            &files.snapshot(),
+            Replace::Allow,
+            &disk,
+            &mut |_| {},
+        )
+        .expect_err("injected read error");
+        assert!(matches!(err, Error::Copy { .. }), "{err:?}");
+        assert_untouched(&dir, &files);
+    }
+
+    #[test]
+    fn a_full_file_system_mid_copy_keeps_the_old_snapshot_and_no_temp_file() {
+        let (dir, files) = setup(&[7u8; 100_000], b"old snapshot");
+        let disk = FaultyDisk {
+            available: u64::MAX,
+            fail_after: Some((50_000, io::ErrorKind::StorageFull)),
+        };
+        let err = durable_copy(
+            files.db(),
+            &files.snapshot(),
+            Replace::Allow,
+            &disk,
+            &mut |_| {},
+        )
+        .expect_err("injected full disk");
+        match err {
+            Error::Copy { source, .. } => assert_eq!(source.kind(), io::ErrorKind::StorageFull),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_untouched(&dir, &files);
+    }
+
+    #[test]
+    fn too_little_space_is_refused_before_writing() {
+        let (dir, files) = setup(&[7u8; 100_000], b"old snapshot");
+        let disk = FaultyDisk {
+            available: 99_999,
+            fail_after: None,
+        };
+        let err = durable_copy(
+            files.db(),
+            &files.snapshot(),
+            Replace::Allow,
+            &disk,
+            &mut |_| {},
+        )
+        .expect_err("no space");
+        assert!(
+            matches!(
+                err,
+                Error::NoSpace {
+                    needed: 100_000,
+                    available: 99_999,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_untouched(&dir, &files);
+    }
+
+    #[test]
+    fn steps_are_reported_in_order() {
+        let (_dir, files) = setup(&vec![1u8; (CHUNK * 2 + 10) as usize], b"old snapshot");
+        let mut steps = Vec::new();
+        let disk = FaultyDisk {
+            available: u64::MAX,
+            fail_after: None,
+        };
+        durable_copy(
+            files.db(),
+            &files.snapshot(),
+            Replace::Allow,
+            &disk,
+            &mut |s| steps.push(s),
+        )
+        .expect("copy");
+        let total = CHUNK * 2 + 10;
+        assert_eq!(
+            steps,
+            [
+                Step::SpaceChecked {
+                    needed: total,
+                    available: u64::MAX
+                },
+                Step::TempCreated,
+                Step::Copying { done: CHUNK, total },
+                Step::Copying {
+                    done: CHUNK * 2,
+                    total
+                },
+                Step::Copying { done: total, total },
+                Step::Synced,
+                Step::Renamed,
+                Step::DirSynced,
+            ]
+        );
+    }
+
+    #[test]
+    fn stale_temp_files_of_dead_processes_are_removed() {
+        let (dir, files) = setup(b"db", b"old snapshot");
+        // No process has pid 2^22 + 1 on Linux (pid_max is at most 2^22).
+        let stale = DbFiles::temp_for(&files.snapshot(), 4_194_305);
+        fs_err::write(&stale, b"partial").expect("write stale temp");
+        take(&ClosedDb::assume_closed(files.clone())).expect("take");
+        assert_eq!(names(&dir), ["system.duckdb", "system.duckdb.pre-migrate"]);
+    }
+
+    #[test]
+    fn restore_refuses_to_overwrite_a_database_or_meet_a_wal() {
+        let (dir, files) = setup(b"live", b"old snapshot");
+        let db = ClosedDb::assume_closed(files.clone());
+        let err = restore(&db, &files.snapshot()).expect_err("database exists");
+        assert!(
+            matches!(err, Error::Occupied { ref path, .. } if path == files.db()),
+            "{err:?}"
+        );
+        fs_err::remove_file(files.db()).expect("remove db");
+        fs_err::write(files.wal(), b"wal").expect("write wal");
+        let err = restore(&db, &files.snapshot()).expect_err("wal exists");
+        assert!(
+            matches!(err, Error::Occupied { ref path, .. } if *path == files.wal()),
+            "{err:?}"
+        );
+        assert_eq!(
+            names(&dir),
+            ["system.duckdb.pre-migrate", "system.duckdb.wal"]
+        );
+    }
+
+    #[test]
+    fn rename_noreplace_never_replaces() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let a = Utf8PathBuf::try_from(dir.path().join("a")).expect("utf-8");
+        let b = Utf8PathBuf::try_from(dir.path().join("b")).expect("utf-8");
+        fs_err::write(&a, b"a").expect("write");
+        fs_err::write(&b, b"b").expect("write");
+        let err = rename_noreplace(&a, &b).expect_err("b exists");
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs_err::read(&b).expect("read"), b"b");
+        assert_eq!(fs_err::read(&a).expect("read"), b"a");
+    }
+}

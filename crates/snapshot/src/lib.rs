@@ -1,0 +1,268 @@
+//! Moving database files without ever losing one.
+//!
+//! This crate makes the pre-migrate snapshot (`system.duckdb.pre-migrate`),
+//! restores a database from a copy, and sets a broken database aside
+//! (`system.duckdb.broken.<UTC stamp>` with its sidecars). It knows nothing of
+//! DuckDB beyond the names of the files DuckDB keeps beside a database.
+//!
+//! Every copy is *durable*: the free space is checked first, the bytes go to
+//! a temporary name in the destination's folder, the file is synced, renamed
+//! into place and the folder synced. Whatever fails, and wherever the process
+//! dies, the destination holds either its old content or the complete new
+//! one, never a partial file; a failure removes the temporary file, and a
+//! temporary file left by a killed process is removed by the next copy.
+//!
+//! Nothing here deletes or overwrites a database file, except [`prune`], which
+//! removes whole quarantine sets beyond the number an operator keeps.
+//!
+//! # Why operations take a [`ClosedDb`]
+//!
+//! DuckDB guards a database with a POSIX `fcntl` lock, and POSIX drops every
+//! such lock a process holds on a file as soon as that process closes *any*
+//! descriptor of the file. Copying `system.duckdb` while this process has a
+//! DuckDB connection to it would open and close the file and so silently
+//! release DuckDB's lock; another process could then open the database and
+//! write to it while we believe we hold it. The copy could also catch the
+//! file halfway through a checkpoint. So every operation that reads or moves
+//! the database file takes a [`ClosedDb`], which states that no connection to
+//! the file is open; the crate that owns the connections hands one out only
+//! after closing them.
+
+mod copy;
+mod names;
+mod quarantine;
+
+use std::io;
+
+use camino::Utf8PathBuf;
+
+pub use copy::{restore, restore_with, take, take_with, Copied, CopyMethod, Step};
+pub use names::{DbFiles, SIDECAR_SUFFIXES};
+pub use quarantine::{list, prune, quarantine, Moved, QuarantineSet, Quarantined};
+
+/// Proof that no DuckDB connection in this process has the database open.
+///
+/// See the [crate documentation](crate#why-operations-take-a-closeddb) for
+/// why operations on database files need it.
+#[derive(Debug, Clone)]
+pub struct ClosedDb {
+    files: DbFiles,
+}
+
+impl ClosedDb {
+    /// State that no connection to `files`' database is open in this process.
+    ///
+    /// Call this only where that is evident: after the handle that owned every
+    /// connection was consumed, after opening the database failed, or in a
+    /// process that never opened it (an operator command).
+    pub fn assume_closed(files: DbFiles) -> Self {
+        Self { files }
+    }
+
+    /// The database and the names of the files beside it.
+    pub fn files(&self) -> &DbFiles {
+        &self.files
+    }
+}
+
+/// Everything that can go wrong while copying, moving or listing database
+/// files. Each variant names the paths involved and the step that failed.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The path does not name a file (`/`, `..`).
+    #[error("{path} does not name a file")]
+    NotAFile {
+        /// The path.
+        path: Utf8PathBuf,
+    },
+    /// A restore found the database file or a sidecar in its way.
+    #[error(
+        "while restoring {from}: {path} exists; quarantine it first, a restore never overwrites"
+    )]
+    Occupied {
+        /// The copy that was to be restored.
+        from: Utf8PathBuf,
+        /// The file in the way.
+        path: Utf8PathBuf,
+    },
+    /// The copy's source could not be opened or measured.
+    #[error("while opening {path} to copy it: {source}")]
+    OpenSource {
+        /// The source file.
+        path: Utf8PathBuf,
+        /// The underlying failure.
+        source: io::Error,
+    },
+    /// The free space of the destination's file system could not be read.
+    #[error("while checking the free space for {dest}: {source}")]
+    SpaceCheck {
+        /// The destination file.
+        dest: Utf8PathBuf,
+        /// The underlying failure.
+        source: io::Error,
+    },
+    /// The destination's file system has less free space than the copy needs.
+    #[error(
+        "while copying {from} to {dest}: not enough free space ({needed} bytes needed, {available} available); free some space and retry"
+    )]
+    NoSpace {
+        /// The source file.
+        from: Utf8PathBuf,
+        /// The destination file.
+        dest: Utf8PathBuf,
+        /// Bytes the copy needs.
+        needed: u64,
+        /// Bytes available to this user.
+        available: u64,
+    },
+    /// Copying the bytes into the temporary file failed.
+    #[error("while copying {from} to {temp}: {source}")]
+    Copy {
+        /// The source file.
+        from: Utf8PathBuf,
+        /// The temporary file (removed again).
+        temp: Utf8PathBuf,
+        /// The underlying failure.
+        source: io::Error,
+    },
+    /// Syncing a file's bytes to disk failed.
+    #[error("while syncing {path} to disk: {source}")]
+    Sync {
+        /// The file.
+        path: Utf8PathBuf,
+        /// The underlying failure.
+        source: io::Error,
+    },
+    /// Renaming a file failed.
+    #[error("while renaming {from} to {to}: {source}")]
+    Rename {
+        /// The file's old name.
+        from: Utf8PathBuf,
+        /// The name it was to get.
+        to: Utf8PathBuf,
+        /// The underlying failure.
+        source: io::Error,
+    },
+    /// Syncing a folder (making a rename durable) failed.
+    #[error("while syncing folder {dir} to disk: {source}")]
+    SyncDir {
+        /// The folder.
+        dir: Utf8PathBuf,
+        /// The underlying failure.
+        source: io::Error,
+    },
+    /// Reading a folder's entries failed.
+    #[error("while listing folder {dir}: {source}")]
+    List {
+        /// The folder.
+        dir: Utf8PathBuf,
+        /// The underlying failure.
+        source: io::Error,
+    },
+    /// Removing a file failed.
+    #[error("while removing {path}: {source}")]
+    Remove {
+        /// The file.
+        path: Utf8PathBuf,
+        /// The underlying failure.
+        source: io::Error,
+    },
+    /// Every quarantine name for this second is taken.
+    #[error(
+        "while quarantining {db}: every name up to {last} is taken; prune old quarantine sets"
+    )]
+    NamesExhausted {
+        /// The database.
+        db: Utf8PathBuf,
+        /// The last name tried.
+        last: Utf8PathBuf,
+    },
+}
+
+/// This crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Make the renames and creations in `dir` durable.
+fn sync_dir(dir: &camino::Utf8Path) -> Result<()> {
+    fs_err::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| Error::SyncDir {
+            dir: dir.to_owned(),
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io() -> io::Error {
+        io::Error::new(io::ErrorKind::Other, "disk said no")
+    }
+
+    #[test]
+    fn every_error_display() {
+        let p = |s: &str| Utf8PathBuf::from(format!("/data/state/{s}"));
+        let errors = [
+            Error::NotAFile { path: "/".into() },
+            Error::Occupied {
+                from: p("system.duckdb.pre-migrate"),
+                path: p("system.duckdb.wal"),
+            },
+            Error::OpenSource {
+                path: p("system.duckdb"),
+                source: io(),
+            },
+            Error::SpaceCheck {
+                dest: p("system.duckdb.pre-migrate"),
+                source: io(),
+            },
+            Error::NoSpace {
+                from: p("system.duckdb"),
+                dest: p("system.duckdb.pre-migrate"),
+                needed: 9_437_184,
+                available: 4096,
+            },
+            Error::Copy {
+                from: p("system.duckdb"),
+                temp: p("system.duckdb.pre-migrate.tmp-42"),
+                source: io(),
+            },
+            Error::Sync {
+                path: p("system.duckdb.pre-migrate.tmp-42"),
+                source: io(),
+            },
+            Error::Rename {
+                from: p("system.duckdb.pre-migrate.tmp-42"),
+                to: p("system.duckdb.pre-migrate"),
+                source: io(),
+            },
+            Error::SyncDir {
+                dir: p(""),
+                source: io(),
+            },
+            Error::List {
+                dir: p(""),
+                source: io(),
+            },
+            Error::Remove {
+                path: p("system.duckdb.broken.20261127T101500Z"),
+                source: io(),
+            },
+            Error::NamesExhausted {
+                db: p("system.duckdb"),
+                last: p("system.duckdb.broken.20261127T101500Z-100000"),
+            },
+        ];
+        let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        for t in &text {
+            assert!(
+                t.starts_with(char::is_lowercase) || t.starts_with('/'),
+                "{t}"
+            );
+            assert!(!t.ends_with('.'), "{t}");
+        }
+        insta::assert_snapshot!(text.join("\n"));
+    }
+}
