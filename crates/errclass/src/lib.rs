@@ -230,6 +230,14 @@ pub fn classify(message: &str) -> ErrorClass {
 /// The class decided by the message body (prefixes removed), if its start
 /// matches one of DuckDB's templates.
 fn classify_body(body: &str) -> Option<ErrorClass> {
+    // The DuckDB shell wraps the error: `unable to open database "<path>":
+    // IO Error: …`. The wrapped message starts after the first `": ` that is
+    // followed by a "<Type> Error:" prefix.
+    if let Some(rest) = strip_prefix_ci(body, "unable to open database") {
+        return tails_after_quote(rest)
+            .find(|tail| !strip_type_prefixes(tail).0.is_empty())
+            .map(classify);
+    }
     if let Some(rest) = strip_prefix_ci(body, "Failure while replaying WAL file")
         .or_else(|| strip_prefix_ci(body, "Failure while replaying checkpoint WAL file"))
     {

@@ -183,6 +183,62 @@ pub enum Error {
 /// This crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Write `bytes` to `path` durably: a temporary file in the same folder,
+/// synced, renamed over `path`, and the folder synced. Readers see the old
+/// content or the new, never a partial file.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let path = camino::Utf8PathBuf::try_from(dir.path().join("system.duckdb.migrating"))?;
+/// sysdb_snapshot::write_durably(&path, b"from = 26\nto = 27\n")?;
+/// assert_eq!(std::fs::read(&path)?, b"from = 26\nto = 27\n");
+/// assert!(sysdb_snapshot::remove_durably(&path)?);
+/// assert!(!sysdb_snapshot::remove_durably(&path)?);
+/// # Ok(()) }
+/// ```
+pub fn write_durably(path: &camino::Utf8Path, bytes: &[u8]) -> Result<()> {
+    let dir = DbFiles::new(path)?.dir().to_owned();
+    let temp = DbFiles::temp_for(path, std::process::id());
+    let copy_error = |source| Error::Copy {
+        from: path.to_owned(),
+        temp: temp.clone(),
+        source,
+    };
+    let written = fs_err::write(&temp, bytes)
+        .and_then(|()| fs_err::File::open(&temp)?.sync_all())
+        .map_err(copy_error);
+    if let Err(e) = written {
+        let _ = fs_err::remove_file(&temp);
+        return Err(e);
+    }
+    if let Err(source) = fs_err::rename(&temp, path) {
+        let _ = fs_err::remove_file(&temp);
+        return Err(Error::Rename {
+            from: temp,
+            to: path.to_owned(),
+            source,
+        });
+    }
+    sync_dir(&dir)
+}
+
+/// Remove `path` and sync its folder; `Ok(false)` when it did not exist.
+pub fn remove_durably(path: &camino::Utf8Path) -> Result<bool> {
+    let dir = DbFiles::new(path)?.dir().to_owned();
+    match fs_err::remove_file(path) {
+        Ok(()) => {
+            sync_dir(&dir)?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(source) => Err(Error::Remove {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
 /// Make the renames and creations in `dir` durable.
 fn sync_dir(dir: &camino::Utf8Path) -> Result<()> {
     fs_err::File::open(dir)
@@ -198,7 +254,7 @@ mod tests {
     use super::*;
 
     fn io() -> io::Error {
-        io::Error::new(io::ErrorKind::Other, "disk said no")
+        io::Error::other("disk said no")
     }
 
     #[test]
