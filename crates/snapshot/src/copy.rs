@@ -425,6 +425,17 @@ mod tests {
         v
     }
 
+    /// `take` onto a faulty disk.
+    fn snapshot_on(disk: &FaultyDisk, files: &DbFiles) -> Result<Copied> {
+        durable_copy(
+            files.db(),
+            &files.snapshot(),
+            Replace::Allow,
+            disk,
+            &mut |_| {},
+        )
+    }
+
     fn assert_untouched(dir: &tempfile::TempDir, files: &DbFiles) {
         assert_eq!(
             fs_err::read(files.snapshot()).expect("read"),
@@ -440,14 +451,7 @@ mod tests {
             available: u64::MAX,
             fail_after: Some((4096, io::ErrorKind::Other)),
         };
-        let err = durable_copy(
-            files.db(),
-            &files.snapshot(),
-            Replace::Allow,
-            &disk,
-            &mut |_| {},
-        )
-        .expect_err("injected read error");
+        let err = snapshot_on(&disk, &files).expect_err("injected read error");
         assert!(matches!(err, Error::Copy { .. }), "{err:?}");
         assert_untouched(&dir, &files);
     }
@@ -459,14 +463,7 @@ mod tests {
             available: u64::MAX,
             fail_after: Some((50_000, io::ErrorKind::StorageFull)),
         };
-        let err = durable_copy(
-            files.db(),
-            &files.snapshot(),
-            Replace::Allow,
-            &disk,
-            &mut |_| {},
-        )
-        .expect_err("injected full disk");
+        let err = snapshot_on(&disk, &files).expect_err("injected full disk");
         match err {
             Error::Copy { source, .. } => assert_eq!(source.kind(), io::ErrorKind::StorageFull),
             other => panic!("unexpected {other:?}"),
@@ -481,14 +478,7 @@ mod tests {
             available: 99_999,
             fail_after: None,
         };
-        let err = durable_copy(
-            files.db(),
-            &files.snapshot(),
-            Replace::Allow,
-            &disk,
-            &mut |_| {},
-        )
-        .expect_err("no space");
+        let err = snapshot_on(&disk, &files).expect_err("no space");
         assert!(
             matches!(
                 err,
