@@ -13,7 +13,10 @@
 //! temporary file left by a killed process is removed by the next copy.
 //!
 //! Nothing here deletes or overwrites a database file, except [`prune`], which
-//! removes whole quarantine sets beyond the number an operator keeps.
+//! removes whole quarantine sets beyond the number an operator keeps, and
+//! [`take`], which replaces the previous snapshot once the new one is
+//! durable. [`write_durably`] and [`remove_durably`] are for the small files
+//! kept beside a database (the intent marker), never for the database.
 //!
 //! # Why operations take a [`ClosedDb`]
 //!
