@@ -1,7 +1,8 @@
 //! Project automation, run as `cargo xtask <command>`.
-//!
-//! Commands come with the issues that need them; with no command this prints
-//! the list.
+
+mod crash;
+mod fixtures;
+mod sqlite;
 
 use std::process::ExitCode;
 
@@ -11,21 +12,40 @@ cargo xtask: project automation for sysdb
 Usage: cargo xtask <command>
 
 Commands:
-  help    print this help
+  fixtures          regenerate fixtures/: one folder per scenario, each the
+                    state folder a real crash (or real damage) left, with a
+                    manifest of how it was made and what SystemDb::open must do
+  fixtures --check  regenerate into a temporary folder and compare the
+                    manifests with fixtures/ (DuckDB files are not
+                    byte-reproducible, so only manifests are compared)
+  help              print this help
 
-Exit codes: 0 success, 2 usage error.
+Exit codes: 0 success; 1 a scenario could not be made, the pinned DuckDB no
+longer reproduces a failure, or fixtures/ is out of date; 2 usage error.
 ";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        None | Some("help" | "--help" | "-h") => {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let result = match args.as_slice() {
+        [] | ["help" | "--help" | "-h"] => {
             print!("{HELP}");
-            ExitCode::SUCCESS
+            return ExitCode::SUCCESS;
         }
-        Some(other) => {
-            eprintln!("error: unknown command `{other}`\n\n{HELP}");
-            ExitCode::from(2)
+        ["fixtures"] => fixtures::generate(),
+        ["fixtures", "--check"] => fixtures::check(),
+        // The child half of a crash; see `crash.rs`.
+        [crash::CHILD, rest @ ..] => crash::child(rest),
+        _ => {
+            eprintln!("error: unknown command `{}`\n\n{HELP}", args.join(" "));
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -1,0 +1,398 @@
+//! The system database a service opens: at the current schema version, and
+//! brought back by itself after a crash in the middle of a migration.
+//!
+//! [`SystemDb::open`] is the whole flow:
+//!
+//! 1. take the advisory lock `system.duckdb.lock`, so two processes never
+//!    recover or migrate at once;
+//! 2. connect; if DuckDB cannot replay the write-ahead log and a pre-migrate
+//!    snapshot exists, set the database and every sidecar aside (by rename,
+//!    never deleting), restore the database file at its last checkpoint (or,
+//!    only if that file is unreadable, the snapshot) and connect again. Every
+//!    other failure is returned unchanged, and no file is touched;
+//! 3. if steps are pending: checkpoint, close, take the pre-migrate
+//!    snapshot, write the intent marker `system.duckdb.migrating` naming it
+//!    (size and SHA-256), reopen, apply each step with a checkpoint after
+//!    it, check that no write-ahead log remains, and remove the marker.
+//!    Nothing pending means no snapshot.
+//!
+//! What happened is in the [`OpenReport`].
+
+mod connect;
+mod lock;
+mod marker;
+mod paths;
+mod recover;
+mod report;
+mod window;
+
+use std::time::{Duration, Instant};
+
+use camino::Utf8PathBuf;
+use duckdb::Connection;
+use sysdb_snapshot::ClosedDb;
+
+pub use connect::{config, Connector, DuckDbConnector};
+pub use marker::{sha256_file, Marker};
+pub use paths::{Paths, DATA_DIR_ENV};
+pub use report::{
+    MetError, Migration, MovedFile, OpenReport, Phase, RestoreSource, Restored, StepRun,
+};
+pub use sysdb_errclass::ErrorClass;
+pub use sysdb_schema::Ladder;
+
+/// How [`SystemDb::open`] behaves where a service may want a choice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenOptions {
+    /// How long to wait for another process that holds the open lock.
+    pub lock_wait: Duration,
+    /// Restore the pre-migrate snapshot automatically only when the intent
+    /// marker shows a migration was in flight. Without the marker an
+    /// unreadable database file is then an error for an operator, instead of
+    /// being replaced by a snapshot that may be weeks old.
+    pub strict_snapshot: bool,
+    /// Migrate even though applied steps changed since (drift).
+    pub accept_drift: bool,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        Self {
+            lock_wait: Duration::from_secs(30),
+            strict_snapshot: false,
+            accept_drift: false,
+        }
+    }
+}
+
+/// An open system database at the ladder's top version.
+///
+/// The open lock stays held while this lives, so a second process's open
+/// waits and then fails with [`Error::Locked`] naming this process.
+#[derive(Debug)]
+pub struct SystemDb {
+    conn: Connection,
+    paths: Paths,
+    report: OpenReport,
+    lock: lock::OpenLock,
+}
+
+impl SystemDb {
+    /// Open (recovering and migrating as needed) the database at `paths`
+    /// with the real DuckDB connector.
+    pub fn open(paths: &Paths, ladder: &Ladder, options: &OpenOptions) -> Result<Self> {
+        Self::open_with(paths, ladder, options, &DuckDbConnector)
+    }
+
+    /// [`open`](Self::open) through another [`Connector`].
+    pub fn open_with(
+        paths: &Paths,
+        ladder: &Ladder,
+        options: &OpenOptions,
+        connector: &dyn Connector,
+    ) -> Result<Self> {
+        let started = Instant::now();
+        let mut report = OpenReport::new(paths.db());
+        fs_err::create_dir_all(paths.dir()).map_err(|source| Error::Folder {
+            path: paths.dir().to_owned(),
+            source,
+        })?;
+
+        let phase = Instant::now();
+        let lock = lock::acquire(&paths.lock(), options.lock_wait)?;
+        report.phase("lock", phase);
+        tracing::debug!(lock = %paths.lock(), "took the open lock");
+
+        report.wal_at_open = fs_err::metadata(paths.wal()).ok().map(|m| m.len());
+        report.marker_found = fs_err::symlink_metadata(paths.marker()).is_ok();
+        report.marker = Marker::read(&paths.marker()).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "the intent marker cannot be read");
+            None
+        });
+        if let Some(marker) = &report.marker {
+            tracing::warn!(from = marker.from, to = marker.to, started_at = %marker.started_at, "a migration was in flight");
+        }
+        recover::refuse_if_vanished(paths, &report)?;
+        let conn = recover::connect_or_recover(paths, ladder, options, connector, &mut report)?;
+        let conn = window::ensure_schema(conn, paths, ladder, options, connector, &mut report)?;
+        report.phase("total", started);
+        tracing::info!(db = %paths.db(), "system database open");
+        Ok(Self {
+            conn,
+            paths: paths.clone(),
+            report,
+            lock,
+        })
+    }
+
+    /// The connection.
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// What the open found and did.
+    pub fn report(&self) -> &OpenReport {
+        &self.report
+    }
+
+    /// The paths.
+    pub fn paths(&self) -> &Paths {
+        &self.paths
+    }
+
+    /// Close the connection, keeping the open lock: the proof, for
+    /// snapshot operations, that this process holds no connection to the
+    /// file, while no other process going through sysdb can open it.
+    ///
+    /// DuckDB folds the write-ahead log into the file when its last
+    /// connection closes, so a clone made with `try_clone` must be dropped
+    /// before this is called.
+    pub fn close(self) -> Closed {
+        let files = self.paths.files().clone();
+        drop(self.conn);
+        Closed {
+            db: ClosedDb::assume_closed(files),
+            _lock: self.lock,
+        }
+    }
+}
+
+/// A [`SystemDb`] after [`close`](SystemDb::close): the database is closed
+/// and the open lock is held until this is dropped.
+#[derive(Debug)]
+pub struct Closed {
+    db: ClosedDb,
+    _lock: lock::OpenLock,
+}
+
+impl Closed {
+    /// The closed database, for `sysdb_snapshot`'s operations.
+    pub fn db(&self) -> &ClosedDb {
+        &self.db
+    }
+}
+
+/// Everything that can go wrong while opening the system database.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// `DATA_DIR` is not set.
+    #[error(
+        "{DATA_DIR_ENV} is not set; set it to the service's data folder or name the database file"
+    )]
+    NoDataDir,
+    /// A path does not name a file.
+    #[error("while naming the database's files: {0}")]
+    Files(sysdb_snapshot::Error),
+    /// The database's folder could not be created.
+    #[error("while creating the database folder {path}: {source}")]
+    Folder {
+        /// The folder.
+        path: Utf8PathBuf,
+        /// The underlying failure.
+        source: std::io::Error,
+    },
+    /// The lock file could not be opened or locked.
+    #[error("while taking the open lock {path}: {source}")]
+    Lock {
+        /// The lock file.
+        path: Utf8PathBuf,
+        /// The underlying failure.
+        source: std::io::Error,
+    },
+    /// Another process holds the open lock.
+    #[error("{path} is held by {} (waited {waited:.1?}); stop that process or retry when it is done", .pid.map_or("another process".to_owned(), |p| format!("process {p}")))]
+    Locked {
+        /// The lock file.
+        path: Utf8PathBuf,
+        /// The holder's pid, if it wrote one.
+        pid: Option<u32>,
+        /// How long this process waited.
+        waited: Duration,
+    },
+    /// DuckDB could not open the database, and recovery may not act on this
+    /// failure (or has nothing to recover from). DuckDB's text is unchanged.
+    #[error("while opening {path}: {source}")]
+    Open {
+        /// The database.
+        path: Utf8PathBuf,
+        /// What kind of failure it is.
+        class: ErrorClass,
+        /// DuckDB's error.
+        source: Box<duckdb::Error>,
+    },
+    /// The write-ahead log could not be replayed, recovery set the files
+    /// aside and restored a copy, and opening that copy failed too.
+    #[error("while reopening {path} after setting aside a write-ahead log that could not be replayed: {reconnect}")]
+    Reopen {
+        /// The database.
+        path: Utf8PathBuf,
+        /// The error of the last connect, which wins.
+        reconnect: Box<duckdb::Error>,
+        /// The original replay failure.
+        source: Box<duckdb::Error>,
+    },
+    /// The database file is unreadable, and the strict option forbids
+    /// restoring the snapshot without a migration in flight.
+    #[error("{path} cannot be read and {why}, so the snapshot {snapshot} ({}, written {age}) is not restored automatically: it would lose every write made after it; if that is acceptable, restore it by hand with `sysdb recover --from-snapshot`", .version.map_or("schema version unknown".to_owned(), |v| format!("schema version {v}")))]
+    SnapshotRefused {
+        /// The database.
+        path: Utf8PathBuf,
+        /// The snapshot.
+        snapshot: Utf8PathBuf,
+        /// How old the snapshot is, in words.
+        age: String,
+        /// The snapshot's schema version, if it could be read.
+        version: Option<u32>,
+        /// Why the marker does not allow it.
+        why: &'static str,
+    },
+    /// The database file is missing where files show that one existed.
+    #[error("{path} is missing, but {} show that a database existed; refusing to start an empty one in its place. Restore it with `sysdb recover --from-snapshot`, or move those files away to start empty", .evidence.join(", "))]
+    Vanished {
+        /// The database.
+        path: Utf8PathBuf,
+        /// The files that show a database existed.
+        evidence: Vec<String>,
+    },
+    /// The intent marker exists but cannot be read.
+    #[error("while reading the intent marker {path}: {problem}")]
+    Marker {
+        /// The marker (or the snapshot it names).
+        path: Utf8PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// Moving files during recovery or the migration window failed.
+    #[error("while {doing} {path}: {source}")]
+    Move {
+        /// What was being done.
+        doing: &'static str,
+        /// The database.
+        path: Utf8PathBuf,
+        /// The underlying failure.
+        source: sysdb_snapshot::Error,
+    },
+    /// The migration ladder refused or failed.
+    #[error("while migrating {path}: {source}")]
+    Schema {
+        /// The database.
+        path: Utf8PathBuf,
+        /// The ladder's error.
+        source: Box<sysdb_schema::Error>,
+    },
+    /// A statement sysdb runs itself (CHECKPOINT) failed.
+    #[error("while running {statement} on {path}: {source}")]
+    Statement {
+        /// The database.
+        path: Utf8PathBuf,
+        /// The statement.
+        statement: &'static str,
+        /// DuckDB's error.
+        source: Box<duckdb::Error>,
+    },
+}
+
+/// This crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn duck(message: &str) -> duckdb::Error {
+        duckdb::Error::DuckDBFailure(
+            duckdb::ffi::Error::new(duckdb::ffi::DuckDBError),
+            Some(message.to_owned()),
+        )
+    }
+
+    fn io(kind: std::io::ErrorKind, text: &str) -> std::io::Error {
+        std::io::Error::new(kind, text)
+    }
+
+    #[test]
+    fn every_error_reads_well() {
+        let db = Utf8PathBuf::from("/srv/data/state/system.duckdb");
+        let snapshot = Utf8PathBuf::from("/srv/data/state/system.duckdb.pre-migrate");
+        let errors = vec![
+            Error::NoDataDir,
+            Error::Files(sysdb_snapshot::Error::NotAFile { path: "/".into() }),
+            Error::Folder {
+                path: "/srv/data/state".into(),
+                source: io(std::io::ErrorKind::PermissionDenied, "Permission denied"),
+            },
+            Error::Lock {
+                path: "/srv/data/state/system.duckdb.lock".into(),
+                source: io(std::io::ErrorKind::ReadOnlyFilesystem, "Read-only file system"),
+            },
+            Error::Locked {
+                path: "/srv/data/state/system.duckdb.lock".into(),
+                pid: Some(4242),
+                waited: Duration::from_secs(30),
+            },
+            Error::Locked {
+                path: "/srv/data/state/system.duckdb.lock".into(),
+                pid: None,
+                waited: Duration::from_millis(100),
+            },
+            Error::Open {
+                path: db.clone(),
+                class: ErrorClass::CorruptDatabase,
+                source: Box::new(duck("IO Error: Corrupt database file: computed checksum 1 does not match stored checksum 2 in block at location 12288")),
+            },
+            Error::Reopen {
+                path: db.clone(),
+                reconnect: Box::new(duck("IO Error: The file \"/srv/data/state/system.duckdb\" exists, but it is not a valid DuckDB database file!")),
+                source: Box::new(duck("INTERNAL Error: Failure while replaying WAL file: Calling DatabaseManager::GetDefaultDatabase with no default database set")),
+            },
+            Error::SnapshotRefused {
+                path: db.clone(),
+                snapshot: snapshot.clone(),
+                age: "3days 4h ago".to_owned(),
+                version: Some(26),
+                why: "no migration was in flight",
+            },
+            Error::SnapshotRefused {
+                path: db.clone(),
+                snapshot,
+                age: "at an unknown time".to_owned(),
+                version: None,
+                why: "the intent marker cannot be read",
+            },
+            Error::Vanished {
+                path: db.clone(),
+                evidence: vec![
+                    "/srv/data/state/system.duckdb.pre-migrate".to_owned(),
+                    "quarantine set 20261127T101503Z".to_owned(),
+                ],
+            },
+            Error::Marker {
+                path: "/srv/data/state/system.duckdb.migrating".into(),
+                problem: "expected value at line 1 column 1".to_owned(),
+            },
+            Error::Move {
+                doing: "quarantining",
+                path: db.clone(),
+                source: sysdb_snapshot::Error::Occupied {
+                    from: "/srv/data/state/system.duckdb.broken.20261127T101503Z".into(),
+                    path: db.clone(),
+                },
+            },
+            Error::Schema {
+                path: db.clone(),
+                source: Box::new(sysdb_schema::Error::DatabaseNewer {
+                    database: 28,
+                    ladder: 27,
+                }),
+            },
+            Error::Statement {
+                path: db,
+                statement: "CHECKPOINT",
+                source: Box::new(duck("IO Error: No space left on device")),
+            },
+        ];
+        let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        insta::assert_snapshot!(text.join("\n\n"));
+    }
+}

@@ -1,0 +1,87 @@
+//! The advisory lock that keeps two processes from recovering or migrating
+//! the same database at once.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::time::{Duration, Instant};
+
+use camino::Utf8Path;
+
+use crate::{Error, Result};
+
+/// How often a waiting process retries the lock.
+const RETRY: Duration = Duration::from_millis(25);
+
+/// An exclusive `flock` on `system.duckdb.lock`, held until dropped. The
+/// file holds the holder's pid, for the error the next process gets.
+#[derive(Debug)]
+pub(crate) struct OpenLock {
+    _file: fs_err::File,
+}
+
+/// Take the lock, waiting up to `wait` for another holder to let go.
+pub(crate) fn acquire(path: &Utf8Path, wait: Duration) -> Result<OpenLock> {
+    let io_error = |source| Error::Lock {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = fs_err::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(io_error)?;
+    let started = Instant::now();
+    loop {
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => break,
+            Err(e) if e == rustix::io::Errno::WOULDBLOCK || e == rustix::io::Errno::INTR => {
+                if started.elapsed() >= wait {
+                    return Err(Error::Locked {
+                        path: path.to_owned(),
+                        pid: holder(&mut file),
+                        waited: started.elapsed(),
+                    });
+                }
+                std::thread::sleep(RETRY);
+            }
+            Err(e) => return Err(io_error(e.into())),
+        }
+    }
+    file.set_len(0)
+        .and_then(|()| file.seek(SeekFrom::Start(0)))
+        .and_then(|_| writeln!(file, "{}", std::process::id()))
+        .and_then(|()| file.sync_all())
+        .map_err(io_error)?;
+    Ok(OpenLock { _file: file })
+}
+
+/// The pid the holder wrote into the lock file, if readable.
+fn holder(file: &mut fs_err::File) -> Option<u32> {
+    let mut text = String::new();
+    file.seek(SeekFrom::Start(0)).ok()?;
+    file.read_to_string(&mut text).ok()?;
+    text.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use camino::Utf8PathBuf;
+
+    #[test]
+    fn a_second_holder_waits_then_gets_the_first_ones_pid() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = Utf8PathBuf::try_from(dir.path().join("system.duckdb.lock")).expect("utf-8");
+        let first = acquire(&path, Duration::ZERO).expect("first lock");
+        let started = Instant::now();
+        let err = acquire(&path, Duration::from_millis(200)).expect_err("second lock");
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        match err {
+            Error::Locked { pid, .. } => assert_eq!(pid, Some(std::process::id())),
+            other => panic!("unexpected {other:?}"),
+        }
+        drop(first);
+        acquire(&path, Duration::ZERO).expect("lock after release");
+    }
+}

@@ -1,0 +1,246 @@
+//! What an open found and did.
+
+use std::fmt;
+use std::time::Instant;
+
+use camino::{Utf8Path, Utf8PathBuf};
+use serde::Serialize;
+use sysdb_errclass::ErrorClass;
+
+use crate::Marker;
+
+/// What [`SystemDb::open`](crate::SystemDb::open) found and did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OpenReport {
+    /// The database.
+    pub path: Utf8PathBuf,
+    /// The size of the write-ahead log when the open began, if there was one.
+    pub wal_at_open: Option<u64>,
+    /// The error the first connect met, if any.
+    pub error: Option<MetError>,
+    /// Files set aside, in the order they were moved.
+    pub quarantined: Vec<MovedFile>,
+    /// Bytes of write-ahead log (and other sidecars) set aside.
+    pub wal_bytes_set_aside: u64,
+    /// What the database was restored from, if it was.
+    pub restored: Option<Restored>,
+    /// An intent marker was present: a migration had been in flight.
+    pub marker_found: bool,
+    /// What the marker said, if it could be read.
+    pub marker: Option<Marker>,
+    /// The migration run, if steps were pending.
+    pub migration: Option<Migration>,
+    /// Time spent in each phase, in order.
+    pub timings: Vec<Phase>,
+}
+
+/// An error met on the way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MetError {
+    /// Its class (`"wal-replay"`, `"locked"`, …).
+    pub class: &'static str,
+    /// For a write-ahead-log replay failure, its cause.
+    pub cause: Option<&'static str>,
+    /// DuckDB's text.
+    pub text: String,
+}
+
+impl MetError {
+    pub(crate) fn new(class: ErrorClass, err: &duckdb::Error) -> Self {
+        let cause = match class {
+            ErrorClass::WalReplay { cause } => Some(cause.as_str()),
+            _ => None,
+        };
+        Self {
+            class: class.as_str(),
+            cause,
+            text: err.to_string(),
+        }
+    }
+}
+
+/// One file set aside.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MovedFile {
+    /// Where it was.
+    pub from: Utf8PathBuf,
+    /// Where it is.
+    pub to: Utf8PathBuf,
+    /// Its size.
+    pub bytes: u64,
+}
+
+impl From<&sysdb_snapshot::Moved> for MovedFile {
+    fn from(m: &sysdb_snapshot::Moved) -> Self {
+        Self {
+            from: m.from.clone(),
+            to: m.to.clone(),
+            bytes: m.bytes,
+        }
+    }
+}
+
+/// Which copy a recovery restored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestoreSource {
+    /// The quarantined database file, at its last checkpoint: nothing that
+    /// was checkpointed is lost.
+    DatabaseAtLastCheckpoint,
+    /// The pre-migrate snapshot: writes checkpointed after it was taken are
+    /// lost.
+    Snapshot,
+}
+
+/// What a recovery restored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Restored {
+    /// Which copy.
+    pub source: RestoreSource,
+    /// Its path.
+    pub from: Utf8PathBuf,
+    /// The schema version of what was restored, if it could be read.
+    pub version: Option<u32>,
+    /// For the snapshot, its age in seconds.
+    pub snapshot_age_secs: Option<u64>,
+}
+
+/// A migration run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Migration {
+    /// The version before.
+    pub from: u32,
+    /// The version after.
+    pub to: u32,
+    /// The snapshot taken first.
+    pub snapshot: Utf8PathBuf,
+    /// Its size.
+    pub snapshot_bytes: u64,
+    /// The steps run.
+    pub steps: Vec<StepRun>,
+}
+
+/// One step run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StepRun {
+    /// The step's version.
+    pub version: u32,
+    /// Its name.
+    pub name: String,
+    /// Milliseconds running and committing it.
+    pub millis: u64,
+    /// Milliseconds in the checkpoint after it.
+    pub checkpoint_millis: u64,
+}
+
+impl From<&sysdb_schema::StepDone> for StepRun {
+    fn from(d: &sysdb_schema::StepDone) -> Self {
+        Self {
+            version: d.version,
+            name: d.name.clone(),
+            millis: millis(d.elapsed),
+            checkpoint_millis: millis(d.checkpoint),
+        }
+    }
+}
+
+/// Time spent in one phase.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Phase {
+    /// The phase (`lock`, `connect`, `quarantine`, …).
+    pub name: &'static str,
+    /// Milliseconds.
+    pub millis: u64,
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl OpenReport {
+    pub(crate) fn new(path: &Utf8Path) -> Self {
+        Self {
+            path: path.to_owned(),
+            wal_at_open: None,
+            error: None,
+            quarantined: Vec::new(),
+            wal_bytes_set_aside: 0,
+            restored: None,
+            marker_found: false,
+            marker: None,
+            migration: None,
+            timings: Vec::new(),
+        }
+    }
+
+    pub(crate) fn phase(&mut self, name: &'static str, started: Instant) {
+        self.timings.push(Phase {
+            name,
+            millis: millis(started.elapsed()),
+        });
+    }
+}
+
+impl fmt::Display for OpenReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "database: {}", self.path)?;
+        if let Some(bytes) = self.wal_at_open {
+            writeln!(f, "write-ahead log at open: {bytes} bytes")?;
+        }
+        match &self.error {
+            None => writeln!(f, "opened: without error")?,
+            Some(e) => writeln!(f, "first open failed ({}): {}", e.class, e.text)?,
+        }
+        for m in &self.quarantined {
+            writeln!(f, "set aside: {} -> {} ({} bytes)", m.from, m.to, m.bytes)?;
+        }
+        if self.wal_bytes_set_aside > 0 {
+            writeln!(
+                f,
+                "write-ahead log set aside: {} bytes",
+                self.wal_bytes_set_aside
+            )?;
+        }
+        if let Some(r) = &self.restored {
+            let version = r.version.map_or("schema version unknown".to_owned(), |v| {
+                format!("schema version {v}")
+            });
+            match r.source {
+                RestoreSource::DatabaseAtLastCheckpoint => writeln!(
+                    f,
+                    "restored: the database file at its last checkpoint, {} ({version})",
+                    r.from
+                )?,
+                RestoreSource::Snapshot => writeln!(
+                    f,
+                    "restored: the pre-migrate snapshot {} ({version}, {} s old)",
+                    r.from,
+                    r.snapshot_age_secs.unwrap_or(0)
+                )?,
+            }
+        }
+        match (&self.marker, self.marker_found) {
+            (Some(m), _) => writeln!(
+                f,
+                "intent marker: a migration {} -> {} started at {} had been in flight",
+                m.from, m.to, m.started_at
+            )?,
+            (None, true) => writeln!(f, "intent marker: found, but unreadable")?,
+            (None, false) => {}
+        }
+        match &self.migration {
+            None => writeln!(f, "migration: nothing pending")?,
+            Some(m) => {
+                writeln!(
+                    f,
+                    "migration: {} -> {} (snapshot {}, {} bytes)",
+                    m.from, m.to, m.snapshot, m.snapshot_bytes
+                )?;
+                for s in &m.steps {
+                    writeln!(f, "  applied {} {}", s.version, s.name)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,399 @@
+//! The open flow on real files made by real processes: a crash in the
+//! middle of a migration step, another process holding DuckDB's lock, a
+//! corrupt block, a foreign file, two processes racing to recover.
+
+use std::time::Duration;
+
+use camino::Utf8Path;
+use sysdb::{
+    sha256_file, Connector, DuckDbConnector, Error, Marker, OpenOptions, Paths, RestoreSource,
+    SystemDb,
+};
+use sysdb_errclass::{classify_error, ErrorClass};
+
+use crate::{
+    broken, duck_error, folder_digest, job_count, kill, ladder, ladder_to, redacted, seed_version,
+    spawn_child, wait_for, StateDir, SCHEMA_VERSION,
+};
+
+/// A database at version 26 holding `rows` jobs, closed, with the
+/// pre-migrate snapshot the v27 migration takes first.
+fn at_v26_with_snapshot(paths: &Paths, rows: u32) {
+    let db = SystemDb::open(paths, &ladder_to(26), &OpenOptions::default()).expect("open at v26");
+    db.conn()
+        .execute_batch(&format!(
+            "INSERT INTO jobs (id, state) SELECT range, 'queued' FROM range({rows});"
+        ))
+        .expect("insert jobs");
+    let closed = db.close();
+    sysdb_snapshot::take(closed.db()).expect("pre-migrate snapshot");
+}
+
+/// A real process applies step 27 and is killed (SIGKILL) after its commit
+/// and before any checkpoint: the commit lives only in the WAL, which
+/// DuckDB 2.0.0 cannot replay.
+fn crash_in_step_27(paths: &Paths) {
+    let mut child = spawn_child("crash-in-step-27", paths.db());
+    wait_for(&mut child, "committed");
+    kill(child);
+    assert!(paths.wal().exists(), "the crash left no WAL");
+}
+
+fn open(paths: &Paths) -> sysdb::Result<SystemDb> {
+    SystemDb::open(paths, &ladder(), &OpenOptions::default())
+}
+
+#[test]
+fn a_real_crash_mid_migration_recovers_from_the_database_file_at_its_last_checkpoint() {
+    let dir = StateDir::new();
+    let paths = dir.paths();
+    at_v26_with_snapshot(&paths, 1000);
+    crash_in_step_27(&paths);
+
+    // Plain DuckDB no longer opens the folder.
+    let err = DuckDbConnector
+        .connect(paths.db())
+        .expect_err("the WAL does not replay");
+    assert!(classify_error(&err).is_wal_replay(), "{err}");
+
+    let db = open(&paths).expect("recovered");
+    assert_eq!(seed_version(db.conn()), i64::from(SCHEMA_VERSION));
+    assert_eq!(job_count(db.conn()), 1000);
+    let report = db.report();
+    let restored = report.restored.as_ref().expect("restored");
+    assert_eq!(restored.source, RestoreSource::DatabaseAtLastCheckpoint);
+    assert_eq!(restored.version, Some(26));
+    assert!(report.wal_bytes_set_aside > 0);
+    let (dbs, wals) = broken(&dir.state());
+    assert_eq!((dbs.len(), wals.len()), (1, 1), "{dbs:?} {wals:?}");
+    insta::assert_snapshot!(redacted(report, &dir));
+    drop(db);
+    assert!(!paths.wal().exists());
+}
+
+#[test]
+fn a_real_crash_without_a_snapshot_returns_duckdbs_error_and_touches_nothing() {
+    let dir = StateDir::new();
+    let paths = dir.paths();
+    at_v26_with_snapshot(&paths, 10);
+    fs_err::remove_file(paths.snapshot()).expect("remove snapshot");
+    crash_in_step_27(&paths);
+    let before = folder_digest(&dir.state());
+
+    let err = open(&paths).expect_err("no snapshot, no recovery");
+    match &err {
+        Error::Open { class, source, .. } => {
+            assert!(class.is_wal_replay(), "{class:?}");
+            assert!(source.to_string().contains("job_state"), "{source}");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(folder_digest(&dir.state()), before, "a file changed");
+}
+
+#[test]
+fn a_real_duckdb_lock_held_by_another_process_touches_nothing() {
+    let dir = StateDir::new();
+    let paths = dir.paths();
+    at_v26_with_snapshot(&paths, 10);
+    let mut holder = spawn_child("hold-duckdb-lock", paths.db());
+    let pid: u32 = wait_for(&mut holder, "locked").parse().expect("pid");
+    let before = folder_digest(&dir.state());
+
+    let err = open(&paths).expect_err("DuckDB's lock is held");
+    drop(holder.stdin.take());
+    let status = holder.wait().expect("reap holder");
+    assert!(status.success(), "{status}");
+
+    match &err {
+        Error::Open { class, .. } => {
+            assert_eq!(*class, ErrorClass::Locked { pid: Some(pid) });
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(err.to_string().contains("Could not set lock"), "{err}");
+    assert_eq!(folder_digest(&dir.state()), before, "a file changed");
+}
+
+/// Flip a byte in successive blocks until DuckDB refuses the file.
+fn corrupt_a_block(path: &Utf8Path) {
+    let original = fs_err::read(path).expect("read");
+    for offset in (12_288..original.len()).step_by(4096) {
+        let mut bytes = original.clone();
+        bytes[offset + 100] ^= 0xFF;
+        fs_err::write(path, &bytes).expect("write");
+        if DuckDbConnector.connect(path).is_err() {
+            return;
+        }
+        fs_err::write(path, &original).expect("restore");
+    }
+    panic!("no flipped byte made {path} fail to open");
+}
+
+#[test]
+fn a_real_corrupt_block_touches_nothing() {
+    let dir = StateDir::new();
+    let paths = dir.paths();
+    at_v26_with_snapshot(&paths, 5000);
+    corrupt_a_block(paths.db());
+    let before = folder_digest(&dir.state());
+
+    let err = open(&paths).expect_err("corrupt");
+    match &err {
+        Error::Open { class, .. } => assert_eq!(*class, ErrorClass::CorruptDatabase),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(folder_digest(&dir.state()), before, "a file changed");
+}
+
+#[test]
+fn a_real_sqlite_file_touches_nothing() {
+    let dir = StateDir::new();
+    let paths = dir.paths();
+    at_v26_with_snapshot(&paths, 10);
+    let sqlite = Utf8Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/data/foreign.sqlite");
+    fs_err::copy(sqlite, paths.db()).expect("copy the SQLite file");
+    let before = folder_digest(&dir.state());
+
+    let err = open(&paths).expect_err("not DuckDB");
+    match &err {
+        Error::Open { class, .. } => assert_eq!(*class, ErrorClass::NotADatabase),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(folder_digest(&dir.state()), before, "a file changed");
+}
+
+#[test]
+fn two_processes_opening_after_a_crash_recover_exactly_once() {
+    let dir = StateDir::new();
+    let paths = dir.paths();
+    at_v26_with_snapshot(&paths, 1000);
+    crash_in_step_27(&paths);
+
+    let mut children: Vec<_> = (0..2).map(|_| spawn_child("open", &dir.data)).collect();
+    let mut recoveries = 0;
+    for child in &mut children {
+        let line = wait_for(child, "opened");
+        let mut parts = line.splitn(3, ' ');
+        let version: i64 = parts.next().expect("version").parse().expect("number");
+        let rows: i64 = parts.next().expect("rows").parse().expect("number");
+        let report: serde_json::Value =
+            serde_json::from_str(parts.next().expect("report")).expect("report JSON");
+        assert_eq!((version, rows), (i64::from(SCHEMA_VERSION), 1000));
+        if !report["restored"].is_null() {
+            recoveries += 1;
+        }
+    }
+    for mut child in children {
+        assert!(child.wait().expect("reap").success());
+    }
+    assert_eq!(recoveries, 1, "exactly one process recovers");
+    let sets = sysdb_snapshot::list(paths.files()).expect("list quarantine");
+    assert_eq!(sets.len(), 1, "{sets:?}");
+}
+
+#[test]
+fn a_stale_snapshot_is_not_used_while_the_database_file_reads() {
+    let dir = StateDir::new();
+    let paths = dir.paths();
+    let db = SystemDb::open(&paths, &ladder_to(25), &OpenOptions::default()).expect("v25");
+    db.conn()
+        .execute_batch("INSERT INTO jobs (id, state) SELECT range, 'done' FROM range(100);")
+        .expect("insert");
+    drop(db);
+    // Migrating to 26 takes the snapshot (100 rows); 500 more rows are
+    // checkpointed after it.
+    let db = SystemDb::open(&paths, &ladder_to(26), &OpenOptions::default()).expect("v26");
+    db.conn()
+        .execute_batch(
+            "INSERT INTO jobs (id, state) SELECT range, 'queued' FROM range(100, 600); CHECKPOINT;",
+        )
+        .expect("insert");
+    drop(db);
+    crash_in_step_27(&paths);
+
+    let db = open(&paths).expect("recovered");
+    assert_eq!(job_count(db.conn()), 600, "every checkpointed row");
+    let report = db.report();
+    let restored = report.restored.as_ref().expect("restored");
+    assert_eq!(restored.source, RestoreSource::DatabaseAtLastCheckpoint);
+    assert_eq!(restored.version, Some(26));
+    let migration = report.migration.as_ref().expect("migrated");
+    assert_eq!((migration.from, migration.to), (26, 27));
+    insta::assert_snapshot!(redacted(report, &dir));
+}
+
+/// A v27 snapshot with 10 rows, a database file DuckDB cannot read, and a
+/// WAL; the first connect reports the WAL replay failure, as a crash
+/// mid-migration would.
+fn unreadable_database_with_a_snapshot(dir: &StateDir) -> Paths {
+    let paths = dir.paths();
+    let db = open(&paths).expect("open");
+    db.conn()
+        .execute_batch("INSERT INTO jobs (id, state) SELECT range, 'done' FROM range(10);")
+        .expect("insert");
+    drop(db);
+    fs_err::rename(paths.db(), paths.snapshot()).expect("make the snapshot");
+    fs_err::write(paths.db(), b"corrupted").expect("write");
+    fs_err::write(paths.wal(), b"FAKE_WAL_CONTENT").expect("write");
+    paths
+}
+
+fn open_after_replay_failure(paths: &Paths, options: &OpenOptions) -> sysdb::Result<SystemDb> {
+    let calls = std::cell::Cell::new(0);
+    let db_path = paths.db().to_owned();
+    let flaky = |path: &Utf8Path| {
+        if path == db_path && calls.replace(calls.get() + 1) == 0 {
+            return Err(duck_error(
+                "INTERNAL Error: Failure while replaying WAL file: Calling DatabaseManager::GetDefaultDatabase with no default database set",
+            ));
+        }
+        DuckDbConnector.connect(path)
+    };
+    SystemDb::open_with(paths, &ladder(), options, &flaky)
+}
+
+#[test]
+fn by_default_an_unreadable_database_file_falls_back_to_the_snapshot() {
+    let dir = StateDir::new();
+    let paths = unreadable_database_with_a_snapshot(&dir);
+    let db = open_after_replay_failure(&paths, &OpenOptions::default()).expect("recovered");
+    assert_eq!(job_count(db.conn()), 10);
+    let restored = db.report().restored.as_ref().expect("restored");
+    assert_eq!(restored.source, RestoreSource::Snapshot);
+    assert_eq!(restored.version, Some(SCHEMA_VERSION));
+    // The unreadable file and its copy are both kept, with the WAL.
+    let (dbs, wals) = broken(&dir.state());
+    assert_eq!((dbs.len(), wals.len()), (2, 1), "{dbs:?} {wals:?}");
+    insta::assert_snapshot!(redacted(db.report(), &dir));
+}
+
+#[test]
+fn the_strict_option_refuses_the_snapshot_without_a_marker_and_restores_it_with_one() {
+    let dir = StateDir::new();
+    let paths = unreadable_database_with_a_snapshot(&dir);
+    let strict = OpenOptions {
+        strict_snapshot: true,
+        ..OpenOptions::default()
+    };
+    let snapshot_before = fs_err::read(paths.snapshot()).expect("read");
+
+    let err = open_after_replay_failure(&paths, &strict).expect_err("refused");
+    match &err {
+        Error::SnapshotRefused { version, why, .. } => {
+            assert_eq!(*version, Some(SCHEMA_VERSION));
+            assert_eq!(*why, "no migration was in flight");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let message = err.to_string();
+    assert!(message.contains("schema version 27"), "{message}");
+    assert!(
+        message.contains("sysdb recover --from-snapshot"),
+        "{message}"
+    );
+    // Nothing was lost and the next open cannot start empty: the unreadable
+    // file is back in place, the snapshot is as it was.
+    assert_eq!(fs_err::read(paths.db()).expect("read"), b"corrupted");
+    assert_eq!(
+        fs_err::read(paths.snapshot()).expect("read"),
+        snapshot_before
+    );
+
+    // A marker naming another snapshot is refused too.
+    let mut marker = Marker {
+        from: 26,
+        to: 27,
+        snapshot: paths.snapshot(),
+        snapshot_bytes: snapshot_before.len() as u64,
+        snapshot_sha256: "0".repeat(64),
+        started_at: "2026-11-27T12:00:00Z".to_owned(),
+        pid: 1,
+    };
+    let write_marker = |m: &Marker| {
+        fs_err::write(paths.marker(), serde_json::to_vec(m).expect("json")).expect("write marker");
+    };
+    write_marker(&marker);
+    fs_err::write(paths.wal(), b"FAKE_WAL_CONTENT").expect("write");
+    match open_after_replay_failure(&paths, &strict) {
+        Err(Error::SnapshotRefused { why, .. }) => {
+            assert_eq!(
+                why,
+                "the intent marker names another snapshot than the one on disk"
+            );
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+
+    // With the window's own marker the snapshot is restored.
+    marker.snapshot_sha256 = sha256_file(&paths.snapshot()).expect("hash");
+    write_marker(&marker);
+    fs_err::write(paths.wal(), b"FAKE_WAL_CONTENT").expect("write");
+    let db = open_after_replay_failure(&paths, &strict).expect("recovered");
+    assert_eq!(job_count(db.conn()), 10);
+    let report = db.report();
+    assert_eq!(report.marker.as_ref(), Some(&marker));
+    let restored = report.restored.as_ref().expect("restored");
+    assert_eq!(restored.source, RestoreSource::Snapshot);
+    // Nothing was pending, so the marker of the finished window is removed.
+    assert!(!paths.marker().exists());
+}
+
+#[test]
+fn a_missing_database_is_not_recreated_where_one_existed() {
+    let dir = StateDir::new();
+    let paths = dir.paths();
+    drop(open(&paths).expect("create"));
+    fs_err::remove_file(paths.db()).expect("remove");
+
+    let err = open(&paths).expect_err("refused");
+    match &err {
+        Error::Vanished { evidence, .. } => {
+            assert_eq!(evidence, &[paths.snapshot().to_string()]);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(!paths.db().exists(), "an empty database was created");
+}
+
+#[test]
+fn a_fresh_folder_is_created_and_migrated_with_a_snapshot_and_no_marker_left() {
+    let dir = StateDir::new();
+    let paths = Paths::from_data_dir(dir.data.join("fresh")).expect("paths");
+    let db = open(&paths).expect("open");
+    assert_eq!(seed_version(db.conn()), i64::from(SCHEMA_VERSION));
+    let migration = db.report().migration.as_ref().expect("migrated");
+    assert_eq!((migration.from, migration.to), (0, SCHEMA_VERSION));
+    assert_eq!(migration.steps.len(), SCHEMA_VERSION as usize);
+    assert!(!paths.marker().exists());
+    assert!(paths.snapshot().exists());
+    drop(db);
+    assert!(!paths.wal().exists());
+
+    // A second open has nothing to do and takes no snapshot.
+    let snapshot_before = fs_err::read(paths.snapshot()).expect("read");
+    let db = open(&paths).expect("reopen");
+    assert!(db.report().migration.is_none());
+    assert!(db.report().error.is_none());
+    assert_eq!(
+        fs_err::read(paths.snapshot()).expect("read"),
+        snapshot_before
+    );
+    insta::assert_snapshot!(redacted(db.report(), &dir));
+}
+
+#[test]
+fn a_second_open_waits_for_the_lock_and_names_the_holder() {
+    let dir = StateDir::new();
+    let paths = dir.paths();
+    let _first = open(&paths).expect("open");
+    let options = OpenOptions {
+        lock_wait: Duration::from_millis(100),
+        ..OpenOptions::default()
+    };
+    let err = SystemDb::open(&paths, &ladder(), &options).expect_err("locked");
+    match err {
+        Error::Locked { pid, .. } => assert_eq!(pid, Some(std::process::id())),
+        other => panic!("unexpected {other:?}"),
+    }
+}

@@ -1,0 +1,4 @@
+//! Workspace scenarios: sysdb against the state folders that real crashes
+//! and real damage left (`fixtures/`, made by `cargo xtask fixtures`).
+
+mod fixtures;

@@ -1,0 +1,648 @@
+//! `cargo xtask fixtures`: the state folders that real crashes and real
+//! damage leave behind, one per scenario, each with a manifest that says how
+//! it was made and what `SystemDb::open` must do with it.
+//!
+//! Every scenario is made by the pinned DuckDB: a crash is a child process
+//! that commits with checkpoints off and is then killed; damage is done to
+//! the bytes DuckDB wrote. The plain DuckDB open of every result is observed
+//! (on a copy) and must fail (or succeed) the way the scenario requires, so
+//! a DuckDB upgrade that stops reproducing a failure is reported in words
+//! instead of producing a fixture that does not fail.
+
+use std::collections::BTreeMap;
+
+use camino::{Utf8Path, Utf8PathBuf};
+use duckdb::Connection;
+use sysdb_errclass::classify_error;
+use sysdb_schema::{ApplyOptions, Ladder};
+use sysdb_snapshot::{ClosedDb, DbFiles};
+use sysdb_tests::{describe, Expect, Manifest, GENERATED};
+
+use crate::crash::{crash, Death};
+
+/// Small blocks keep the fixtures small; DuckDB reads the block size from
+/// the file's header.
+const BLOCK_SIZE: &str = "16384";
+
+/// Open a connection the way sysdb does, creating new files with small
+/// blocks.
+pub fn connect(db: &Utf8Path) -> Result<Connection, String> {
+    let config = sysdb::config()
+        .and_then(|c| c.with("default_block_size", BLOCK_SIZE))
+        .map_err(|e| format!("configuring DuckDB: {e}"))?;
+    Connection::open_with_flags(db, config).map_err(|e| format!("opening {db}: {e}"))
+}
+
+/// The service's migrations, written to `fixtures/migrations`: 1 creates
+/// `jobs` and an enum type in schema `s`, 2..=26 each add a column, 27
+/// moves `jobs.state` to the enum, a step DuckDB 2.0.0 commits but cannot
+/// replay from its write-ahead log.
+fn migrations() -> Vec<(u32, String, String)> {
+    let mut steps = vec![(
+        1,
+        "create_jobs".to_owned(),
+        "CREATE SCHEMA s;\nCREATE TYPE s.job_state AS ENUM ('queued', 'running', 'done');\nCREATE TABLE jobs (id INTEGER, state VARCHAR);\n"
+            .to_owned(),
+    )];
+    for v in 2..=26 {
+        steps.push((
+            v,
+            format!("add_c{v}"),
+            format!("ALTER TABLE jobs ADD COLUMN c{v} INTEGER;\n"),
+        ));
+    }
+    steps.push((
+        27,
+        "typed_state".to_owned(),
+        "ALTER TABLE jobs ALTER COLUMN state SET TYPE s.job_state USING state::s.job_state;\n"
+            .to_owned(),
+    ));
+    steps
+}
+
+const TOP: u32 = 27;
+
+fn ladder_to(top: u32) -> Result<Ladder, String> {
+    Ladder::new(migrations().into_iter().filter(|(v, _, _)| *v <= top))
+        .map_err(|e| format!("the fixture ladder: {e}"))
+}
+
+struct Scenario {
+    name: &'static str,
+    how: &'static str,
+    /// What a plain DuckDB open must do: `opens`, or a class (and cause).
+    plain_open: &'static str,
+    expect: fn() -> Expect,
+    build: fn(&DbFiles) -> Result<Vec<String>, String>,
+}
+
+fn recovered(jobs: i64, quarantined: &[&str]) -> Expect {
+    Expect {
+        outcome: "recovered".to_owned(),
+        class: Some("wal-replay".to_owned()),
+        restored_from: Some("database-at-last-checkpoint".to_owned()),
+        version: Some(TOP),
+        jobs: Some(jobs),
+        wal_at_open: true,
+        quarantined: quarantined.iter().map(|s| (*s).to_owned()).collect(),
+        duckdb_rewrites_wal: false,
+    }
+}
+
+fn opened(jobs: i64) -> Expect {
+    Expect {
+        outcome: "opened".to_owned(),
+        class: None,
+        restored_from: None,
+        version: Some(TOP),
+        jobs: Some(jobs),
+        wal_at_open: true,
+        quarantined: Vec::new(),
+        duckdb_rewrites_wal: false,
+    }
+}
+
+fn refused(class: &str, wal_at_open: bool) -> Expect {
+    Expect {
+        outcome: "refused".to_owned(),
+        class: Some(class.to_owned()),
+        restored_from: None,
+        version: None,
+        jobs: None,
+        wal_at_open,
+        quarantined: Vec::new(),
+        duckdb_rewrites_wal: false,
+    }
+}
+
+fn scenarios() -> Vec<Scenario> {
+    vec![
+        Scenario {
+            name: "wal-replay-ddl",
+            how: "a v26 database with 2000 jobs, checkpointed; its pre-migrate snapshot; a child process commits migration 27 (ALTER ... SET TYPE s.job_state USING ...) with checkpoints off and is killed by SIGKILL",
+            plain_open: "wal-replay (ddl)",
+            expect: || recovered(2000, &["", ".wal"]),
+            build: |f| {
+                base(f, 26, 2000)?;
+                snapshot(f)?;
+                crash(f.db(), Death::Kill, &[step(27)?])?;
+                Ok(Vec::new())
+            },
+        },
+        Scenario {
+            name: "wal-checksum",
+            how: "a v27 database with 2000 jobs and its pre-migrate snapshot; a child commits 10 more jobs with checkpoints off and is killed; one byte inside that committed WAL entry is flipped",
+            plain_open: "wal-replay (checksum-mismatch)",
+            expect: || recovered(2000, &["", ".wal"]),
+            build: |f| {
+                migrated_27(f, 2000)?;
+                crash(f.db(), Death::Kill, &[insert(2000, 2010)])?;
+                let len = size(&f.wal())?;
+                flip(&f.wal(), len - 8)?;
+                Ok(Vec::new())
+            },
+        },
+        Scenario {
+            name: "wal-undecodable",
+            how: "as wal-checksum, then 16 bytes of the WAL header (after its first field id) set to 0xFF",
+            plain_open: "wal-replay (undecodable)",
+            expect: || recovered(2000, &["", ".wal"]),
+            build: |f| {
+                migrated_27(f, 2000)?;
+                crash(f.db(), Death::Kill, &[insert(2000, 2010)])?;
+                let mut bytes = fs_err::read(f.wal()).map_err(|e| e.to_string())?;
+                for b in bytes.iter_mut().skip(2).take(16) {
+                    *b = 0xFF;
+                }
+                fs_err::write(f.wal(), bytes).map_err(|e| e.to_string())?;
+                Ok(Vec::new())
+            },
+        },
+        Scenario {
+            name: "wal-torn-tail",
+            how: "a v27 database with 2000 jobs and its pre-migrate snapshot; a child commits 100 jobs, then 100 more, with checkpoints off, and is killed; the WAL is cut in the middle of the second commit",
+            plain_open: "opens",
+            expect: || opened(2100),
+            build: |f| {
+                migrated_27(f, 2000)?;
+                let sizes = crash(
+                    f.db(),
+                    Death::Kill,
+                    &[insert(2000, 2100), insert(2100, 2200)],
+                )?;
+                let cut = sizes[0] + (sizes[1] - sizes[0]) / 2;
+                truncate(&f.wal(), cut)?;
+                Ok(vec![format!(
+                    "WAL after the first commit: {} bytes, after the second: {} bytes, cut at {cut}",
+                    sizes[0], sizes[1]
+                )])
+            },
+        },
+        Scenario {
+            name: "mid-ladder-kill",
+            how: "a v20 database with 2000 jobs and its pre-migrate snapshot; a child commits migrations 21 and 22 (each with its schema_version row) with checkpoints off and aborts",
+            plain_open: "opens",
+            expect: || opened(2000),
+            build: |f| {
+                base(f, 20, 2000)?;
+                snapshot(f)?;
+                crash(f.db(), Death::Abort, &[step(21)?, step(22)?])?;
+                Ok(Vec::new())
+            },
+        },
+        Scenario {
+            name: "corrupt-block",
+            how: "a v27 database with 2000 jobs and its pre-migrate snapshot, closed; one byte flipped in the first block whose damage DuckDB detects on open",
+            plain_open: "corrupt-database",
+            expect: || refused("corrupt-database", false),
+            build: |f| {
+                migrated_27(f, 2000)?;
+                let at = corrupt_a_block(f.db())?;
+                Ok(vec![format!("flipped the byte at offset {at}")])
+            },
+        },
+        Scenario {
+            name: "truncated-main",
+            how: "a v27 database with 2000 jobs and its pre-migrate snapshot, closed; the database file cut at the last block boundary (counting from the end) that makes DuckDB refuse it",
+            plain_open: "truncated",
+            expect: || refused("truncated", false),
+            build: |f| {
+                migrated_27(f, 2000)?;
+                let (cut, len) = truncate_until_refused(f.db())?;
+                Ok(vec![format!("cut from {len} to {cut} bytes")])
+            },
+        },
+        Scenario {
+            name: "not-duckdb",
+            how: "a v27 pre-migrate snapshot; in place of the database, a real (empty) SQLite 3 database file",
+            plain_open: "not-a-database",
+            expect: || refused("not-a-database", false),
+            build: |f| {
+                migrated_27(f, 2000)?;
+                fs_err::write(f.db(), crate::sqlite::empty_database())
+                    .map_err(|e| e.to_string())?;
+                Ok(Vec::new())
+            },
+        },
+        Scenario {
+            name: "empty-file",
+            how: "a v27 pre-migrate snapshot; in place of the database, an empty file",
+            plain_open: "not-a-database",
+            expect: || refused("not-a-database", false),
+            build: |f| {
+                migrated_27(f, 2000)?;
+                fs_err::write(f.db(), b"").map_err(|e| e.to_string())?;
+                Ok(Vec::new())
+            },
+        },
+        Scenario {
+            name: "wal-replay-no-snapshot",
+            how: "as wal-replay-ddl, without the pre-migrate snapshot",
+            plain_open: "wal-replay (ddl)",
+            expect: || refused("wal-replay", true),
+            build: |f| {
+                base(f, 26, 2000)?;
+                crash(f.db(), Death::Kill, &[step(27)?])?;
+                Ok(Vec::new())
+            },
+        },
+        Scenario {
+            name: "stale-snapshot",
+            how: "a v25 database with 1000 jobs; its snapshot; migrated to v26 and 500 more jobs inserted and checkpointed; then a child commits migration 27 with checkpoints off and is killed",
+            plain_open: "wal-replay (ddl)",
+            expect: || recovered(1500, &["", ".wal"]),
+            build: |f| {
+                base(f, 25, 1000)?;
+                snapshot(f)?;
+                {
+                    let conn = connect(f.db())?;
+                    ladder_to(26)?
+                        .apply(&conn, &ApplyOptions::default())
+                        .map_err(|e| e.to_string())?;
+                    exec(&conn, &insert(1000, 1500))?;
+                    exec(&conn, "CHECKPOINT;")?;
+                }
+                crash(f.db(), Death::Kill, &[step(27)?])?;
+                Ok(Vec::new())
+            },
+        },
+        Scenario {
+            name: "sidecars",
+            how: "a v26 database with 2000 jobs and its pre-migrate snapshot; a child commits migration 27 and 2000 more jobs with checkpoints off, then runs a CHECKPOINT, with a second connection committing single jobs meanwhile, that DuckDB stops just before writing the new header (SET debug_checkpoint_abort = 'before_header'), and is killed by SIGKILL",
+            plain_open: "wal-replay (ddl)",
+            // DuckDB's own first open rewrites the WAL before its replay
+            // fails: it merges `.wal` and `.wal.checkpoint` into
+            // `.wal.recovery`, moves that over `.wal` and removes the
+            // checkpoint WAL, or, with no checkpoint WAL, cuts the failed
+            // checkpoint's marker off the WAL. What sysdb sets aside is the
+            // WAL as DuckDB left it.
+            expect: || Expect {
+                duckdb_rewrites_wal: true,
+                ..recovered(2000, &["", ".wal"])
+            },
+            build: |f| {
+                // The second connection's commits reach the checkpoint WAL
+                // only if one lands while the checkpoint runs; on a busy
+                // machine none may. Start again from scratch when none did.
+                for attempt in 1.. {
+                    base(f, 26, 2000)?;
+                    snapshot(f)?;
+                    let stages = [step(27)?, insert(2000, 4000)];
+                    crash(f.db(), Death::KillInCheckpoint, &stages)?;
+                    if f.sibling(".wal.checkpoint").exists() {
+                        break;
+                    }
+                    if attempt == 5 {
+                        return Err("in 5 attempts, no commit reached the checkpoint WAL".into());
+                    }
+                    for entry in fs_err::read_dir(f.dir()).map_err(|e| e.to_string())? {
+                        let path = entry.map_err(|e| e.to_string())?.path();
+                        fs_err::remove_file(path).map_err(|e| e.to_string())?;
+                    }
+                }
+                let mut notes = vec!["a plain DuckDB open rewrites the WAL before its replay fails (merging a .wal.checkpoint into it through .wal.recovery, or cutting the failed checkpoint's marker off), so only .wal is left to set aside".to_owned()];
+                for suffix in [".wal.checkpoint", ".wal.recovery"] {
+                    let path = f.sibling(suffix);
+                    notes.push(match fs_err::metadata(&path) {
+                        Ok(m) => format!("{suffix} left behind, {} bytes", m.len()),
+                        Err(_) => format!("no {suffix} left behind"),
+                    });
+                }
+                Ok(notes)
+            },
+        },
+    ]
+}
+
+// ---------------------------------------------------------------------------
+// Building blocks.
+
+fn exec(conn: &Connection, sql: &str) -> Result<(), String> {
+    conn.execute_batch(sql).map_err(|e| format!("{sql}: {e}"))
+}
+
+fn insert(from: u32, to: u32) -> String {
+    format!("INSERT INTO jobs (id, state) SELECT range, 'queued' FROM range({from}, {to});")
+}
+
+/// Migration `version` and its `schema_version` row in one transaction,
+/// as the ladder applies it (without the checkpoint that follows).
+fn step(version: u32) -> Result<String, String> {
+    let ladder = ladder_to(TOP)?;
+    let step = ladder
+        .step(version)
+        .ok_or(format!("no migration {version}"))?;
+    Ok(format!(
+        "BEGIN;\n{}\nINSERT INTO schema_version (version, name, checksum, applied_at) VALUES ({version}, '{}', '{}', now());\nCOMMIT;",
+        step.sql().trim_end(),
+        step.name(),
+        step.checksum()
+    ))
+}
+
+/// A database at `top` with `rows` jobs, checkpointed and closed.
+fn base(f: &DbFiles, top: u32, rows: u32) -> Result<(), String> {
+    let conn = connect(f.db())?;
+    ladder_to(top)?
+        .apply(&conn, &ApplyOptions::default())
+        .map_err(|e| format!("migrating {} to {top}: {e}", f.db()))?;
+    exec(&conn, &insert(0, rows))?;
+    exec(&conn, "CHECKPOINT;")
+}
+
+/// The pre-migrate snapshot. Every connection of the generator is closed
+/// by then: each building block drops its own.
+fn snapshot(f: &DbFiles) -> Result<(), String> {
+    sysdb_snapshot::take(&ClosedDb::assume_closed(f.clone()))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// v26 with `rows` jobs, its pre-migrate snapshot, then migration 27
+/// applied and checkpointed, as a finished migration leaves them.
+fn migrated_27(f: &DbFiles, rows: u32) -> Result<(), String> {
+    base(f, 26, rows)?;
+    snapshot(f)?;
+    let conn = connect(f.db())?;
+    ladder_to(TOP)?
+        .apply(&conn, &ApplyOptions::default())
+        .map(|_| ())
+        .map_err(|e| format!("migrating {} to {TOP}: {e}", f.db()))
+}
+
+fn size(path: &Utf8Path) -> Result<u64, String> {
+    fs_err::metadata(path)
+        .map(|m| m.len())
+        .map_err(|e| e.to_string())
+}
+
+fn flip(path: &Utf8Path, offset: u64) -> Result<(), String> {
+    let mut bytes = fs_err::read(path).map_err(|e| e.to_string())?;
+    let at = usize::try_from(offset).map_err(|e| e.to_string())?;
+    let byte = bytes
+        .get_mut(at)
+        .ok_or(format!("{path} has no byte at {offset}"))?;
+    *byte ^= 0xFF;
+    fs_err::write(path, bytes).map_err(|e| e.to_string())
+}
+
+fn truncate(path: &Utf8Path, len: u64) -> Result<(), String> {
+    fs_err::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_len(len))
+        .map_err(|e| e.to_string())
+}
+
+/// Flip a byte in successive blocks until DuckDB refuses the file; return
+/// the offset.
+fn corrupt_a_block(db: &Utf8Path) -> Result<u64, String> {
+    let original = fs_err::read(db).map_err(|e| e.to_string())?;
+    for offset in (12_288..original.len() as u64).step_by(4096) {
+        flip(db, offset + 100)?;
+        if connect(db).is_err() {
+            return Ok(offset + 100);
+        }
+        fs_err::write(db, &original).map_err(|e| e.to_string())?;
+    }
+    Err(format!("no flipped byte made {db} fail to open"))
+}
+
+/// Cut the file one block more at a time, from the end, until DuckDB
+/// refuses to open it; return the length kept and the original length.
+fn truncate_until_refused(db: &Utf8Path) -> Result<(u64, u64), String> {
+    let original = fs_err::read(db).map_err(|e| e.to_string())?;
+    let len = original.len() as u64;
+    let block: u64 = BLOCK_SIZE.parse().map_err(|e| format!("{e}"))?;
+    let mut cut = len;
+    while cut > block {
+        cut -= block;
+        truncate(db, cut)?;
+        if connect(db).is_err() {
+            return Ok((cut, len));
+        }
+        fs_err::write(db, &original).map_err(|e| e.to_string())?;
+    }
+    Err(format!("no cut made {db} fail to open"))
+}
+
+// ---------------------------------------------------------------------------
+// Generation and checking.
+
+fn root() -> Utf8PathBuf {
+    Utf8Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| Utf8PathBuf::from("."), Utf8Path::to_owned)
+}
+
+/// The class of a plain DuckDB open of `db`, made on a copy of its folder
+/// so that the fixture itself is not touched.
+fn plain_open(files: &[Utf8PathBuf], db_name: &str) -> Result<String, String> {
+    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let scratch = utf8(tmp.path())?;
+    for file in files {
+        let name = file.file_name().ok_or("a file without a name")?;
+        fs_err::copy(file, scratch.join(name)).map_err(|e| e.to_string())?;
+    }
+    let config = sysdb::config().map_err(|e| e.to_string())?;
+    let result = match Connection::open_with_flags(scratch.join(db_name), config) {
+        Ok(_) => "opens".to_owned(),
+        Err(e) => describe(classify_error(&e)),
+    };
+    Ok(result)
+}
+
+fn utf8(path: &std::path::Path) -> Result<Utf8PathBuf, String> {
+    Utf8PathBuf::try_from(path.to_owned()).map_err(|e| e.to_string())
+}
+
+fn duckdb_version() -> Result<String, String> {
+    let conn = Connection::open_in_memory().map_err(|e| e.to_string())?;
+    conn.query_row("SELECT library_version FROM pragma_version()", [], |r| {
+        r.get::<_, String>(0)
+    })
+    .map_err(|e| e.to_string())
+}
+
+/// Make every scenario under `out`; return the manifests.
+fn make_all(out: &Utf8Path) -> Result<BTreeMap<String, Manifest>, String> {
+    let duckdb = duckdb_version()?;
+    let dir = out.join("migrations");
+    fs_err::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    for (v, name, sql) in migrations() {
+        fs_err::write(dir.join(format!("{v:04}_{name}.sql")), sql).map_err(|e| e.to_string())?;
+    }
+    let mut manifests = BTreeMap::new();
+    for scenario in scenarios() {
+        eprintln!("making {}", scenario.name);
+        let manifest = make(&scenario, out, &duckdb)
+            .map_err(|e| format!("scenario {}: {e}", scenario.name))?;
+        manifests.insert(scenario.name.to_owned(), manifest);
+    }
+    Ok(manifests)
+}
+
+fn make(scenario: &Scenario, out: &Utf8Path, duckdb: &str) -> Result<Manifest, String> {
+    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let work = utf8(tmp.path())?;
+    let files = DbFiles::new(work.join("system.duckdb")).map_err(|e| e.to_string())?;
+    let notes = (scenario.build)(&files)?;
+
+    let mut made: Vec<Utf8PathBuf> = fs_err::read_dir(&work)
+        .map_err(|e| e.to_string())?
+        .map(|e| {
+            e.map_err(|e| e.to_string())
+                .and_then(|e| Utf8PathBuf::try_from(e.path()).map_err(|e| e.to_string()))
+        })
+        .collect::<Result<_, _>>()?;
+    made.sort();
+    let observed = plain_open(&made, files.name())?;
+    if observed != scenario.plain_open {
+        return Err(format!(
+            "the pinned DuckDB ({duckdb}) no longer reproduces this scenario: a plain open was expected to give `{}`, it gave `{observed}`",
+            scenario.plain_open
+        ));
+    }
+
+    let dest = out.join(scenario.name);
+    fs_err::create_dir_all(&dest).map_err(|e| e.to_string())?;
+    let mut names = Vec::new();
+    for file in &made {
+        let name = file.file_name().ok_or("a file without a name")?;
+        fs_err::copy(file, dest.join(name)).map_err(|e| e.to_string())?;
+        names.push(name.to_owned());
+    }
+    let manifest = Manifest {
+        generated: GENERATED.to_owned(),
+        scenario: scenario.name.to_owned(),
+        how: scenario.how.to_owned(),
+        duckdb: duckdb.to_owned(),
+        files: names,
+        plain_open: observed,
+        expect: (scenario.expect)(),
+        notes,
+    };
+    let text = serde_json::to_string_pretty(&manifest).map_err(|e| e.to_string())? + "\n";
+    fs_err::write(dest.join("manifest.json"), text).map_err(|e| e.to_string())?;
+    Ok(manifest)
+}
+
+/// `cargo xtask fixtures`.
+pub fn generate() -> Result<(), String> {
+    let fixtures = root().join("fixtures");
+    if fixtures.exists() {
+        fs_err::remove_dir_all(&fixtures).map_err(|e| e.to_string())?;
+    }
+    let manifests = make_all(&fixtures)?;
+    let bytes: u64 = walk_size(&fixtures)?;
+    println!(
+        "made {} scenarios in {fixtures} ({} KiB)",
+        manifests.len(),
+        bytes / 1024
+    );
+    Ok(())
+}
+
+fn walk_size(dir: &Utf8Path) -> Result<u64, String> {
+    let mut total = 0;
+    for entry in fs_err::read_dir(dir).map_err(|e| e.to_string())? {
+        let entry = entry.map_err(|e| e.to_string())?;
+        let meta = entry.metadata().map_err(|e| e.to_string())?;
+        if meta.is_dir() {
+            let path = Utf8PathBuf::try_from(entry.path()).map_err(|e| e.to_string())?;
+            total += walk_size(&path)?;
+        } else {
+            total += meta.len();
+        }
+    }
+    Ok(total)
+}
+
+/// `cargo xtask fixtures --check`.
+pub fn check() -> Result<(), String> {
+    let fixtures = root().join("fixtures");
+    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let temp = utf8(tmp.path())?;
+    let fresh = make_all(&temp)?;
+    let mut problems = Vec::new();
+    for (name, manifest) in &fresh {
+        let path = fixtures.join(name).join("manifest.json");
+        let committed = match fs_err::read_to_string(&path) {
+            Ok(text) => text,
+            Err(_) => {
+                problems.push(format!("{path} is missing"));
+                continue;
+            }
+        };
+        let fresh_text = serde_json::to_string_pretty(manifest).map_err(|e| e.to_string())? + "\n";
+        // Notes record sizes and offsets, which vary from run to run: DuckDB
+        // files are not byte-reproducible. Everything else must match.
+        let same = serde_json::from_str::<Manifest>(&committed)
+            .map(|c| {
+                Manifest {
+                    notes: Vec::new(),
+                    ..c
+                } == Manifest {
+                    notes: Vec::new(),
+                    ..manifest.clone()
+                }
+            })
+            .unwrap_or(false);
+        if !same {
+            problems.push(format!(
+                "{path} differs:\n{}",
+                diff(&committed, &fresh_text)
+            ));
+        }
+    }
+    for entry in fs_err::read_dir(&fixtures).map_err(|e| e.to_string())? {
+        let name = entry.map_err(|e| e.to_string())?.file_name();
+        let name = name.to_string_lossy();
+        if name != "migrations" && !fresh.contains_key(name.as_ref()) {
+            problems.push(format!(
+                "{fixtures}/{name} belongs to no scenario the generator knows"
+            ));
+        }
+    }
+    for (v, name, sql) in migrations() {
+        let path = fixtures
+            .join("migrations")
+            .join(format!("{v:04}_{name}.sql"));
+        if fs_err::read_to_string(&path).ok().as_deref() != Some(sql.as_str()) {
+            problems.push(format!("{path} is missing or differs"));
+        }
+    }
+    if problems.is_empty() {
+        println!(
+            "fixtures: {} scenarios regenerated, every manifest matches {fixtures}",
+            fresh.len()
+        );
+        Ok(())
+    } else {
+        Err(format!(
+            "fixtures/ is out of date; run `cargo xtask fixtures` and review the diff:\n{}",
+            problems.join("\n")
+        ))
+    }
+}
+
+/// The lines of `old` and `new` that differ, as `-`/`+` pairs.
+fn diff(old: &str, new: &str) -> String {
+    let old: Vec<&str> = old.lines().collect();
+    let new: Vec<&str> = new.lines().collect();
+    let mut out = Vec::new();
+    for i in 0..old.len().max(new.len()) {
+        match (old.get(i), new.get(i)) {
+            (Some(a), Some(b)) if a == b => {}
+            (a, b) => {
+                if let Some(a) = a {
+                    out.push(format!("  - {a}"));
+                }
+                if let Some(b) = b {
+                    out.push(format!("  + {b}"));
+                }
+            }
+        }
+    }
+    out.join("\n")
+}
