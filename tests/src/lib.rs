@@ -1,8 +1,8 @@
 //! Workspace-level scenarios: the fixture suite (and, later, the crash
 //! matrix). The scenarios live in `tests/`; this library holds what they
 //! share with the generator of `fixtures/` (`cargo xtask fixtures`): the
-//! manifest format, how a plain DuckDB open is described, and how a folder
-//! is compared before and after.
+//! manifest format, how a plain DuckDB open is described, how a folder is
+//! compared before and after, and how reports are redacted for snapshots.
 
 use std::collections::BTreeMap;
 
@@ -86,6 +86,62 @@ pub fn folder_digest(dir: &Utf8Path) -> BTreeMap<String, String> {
     out
 }
 
+/// A report (or any JSON) as text with what varies between runs replaced:
+/// the temporary folder `root`, quarantine stamps, timings, sizes, ages,
+/// times and pids. For insta snapshots.
+pub fn redacted(mut value: serde_json::Value, root: &str) -> String {
+    redact_value(&mut value);
+    let text = serde_json::to_string_pretty(&value).expect("print JSON");
+    redact_stamps(&text.replace(root, "[tmp]"))
+}
+
+fn redact_value(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                match key.as_str() {
+                    "millis"
+                    | "checkpoint_millis"
+                    | "snapshot_age_secs"
+                    | "pid"
+                    | "wal_at_open"
+                    | "wal_bytes_set_aside"
+                        if !v.is_null() =>
+                    {
+                        *v = Value::from("[varies]");
+                    }
+                    "started_at" | "snapshot_sha256" | "snapshot_bytes" | "bytes" => {
+                        *v = Value::from("[varies]");
+                    }
+                    _ => redact_value(v),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact_value),
+        _ => {}
+    }
+}
+
+/// `system.duckdb.broken.20261127T101503Z-2.wal` → `system.duckdb.broken.[stamp].wal`.
+pub fn redact_stamps(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(".broken.") {
+        let (head, tail) = rest.split_at(at + ".broken.".len());
+        out.push_str(head);
+        let stamp_len = tail
+            .char_indices()
+            .take_while(|(i, c)| *i < 16 || c.is_ascii_digit() || (*i == 16 && *c == '-'))
+            .count()
+            .min(tail.len());
+        out.push_str("[stamp]");
+        rest = &tail[stamp_len..];
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,5 +156,24 @@ mod tests {
             "wal-replay (ddl)"
         );
         assert_eq!(describe(ErrorClass::Truncated), "truncated");
+    }
+
+    #[test]
+    fn stamps_and_varying_fields_are_redacted() {
+        assert_eq!(
+            redact_stamps(
+                "/t/system.duckdb.broken.20261127T101503Z-2.wal and x.broken.20261127T101503Z\""
+            ),
+            "/t/system.duckdb.broken.[stamp].wal and x.broken.[stamp]\""
+        );
+        let value = serde_json::json!({
+            "path": "/tmp/abc/system.duckdb",
+            "timings": [{"name": "lock", "millis": 3}],
+            "restored": null,
+        });
+        assert_eq!(
+            redacted(value, "/tmp/abc"),
+            "{\n  \"path\": \"[tmp]/system.duckdb\",\n  \"restored\": null,\n  \"timings\": [\n    {\n      \"millis\": \"[varies]\",\n      \"name\": \"lock\"\n    }\n  ]\n}"
+        );
     }
 }

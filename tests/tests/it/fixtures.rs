@@ -8,7 +8,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use duckdb::Connection;
 use sysdb::{Error, Ladder, OpenOptions, Paths, SystemDb};
 use sysdb_errclass::classify_error;
-use sysdb_tests::{describe, folder_digest, Manifest, GENERATED};
+use sysdb_tests::{describe, folder_digest, redacted, Manifest, GENERATED};
 
 fn fixtures() -> Utf8PathBuf {
     Utf8Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -17,18 +17,25 @@ fn fixtures() -> Utf8PathBuf {
         .join("fixtures")
 }
 
-fn manifests() -> Vec<Manifest> {
-    let mut out: Vec<Manifest> = fs_err::read_dir(fixtures())
+/// The scenarios in `fixtures/`: every folder with a manifest.
+fn scenarios() -> BTreeSet<String> {
+    fs_err::read_dir(fixtures())
         .expect("list fixtures/")
         .map(|e| e.expect("entry").path())
         .filter(|p| p.join("manifest.json").exists())
         .map(|p| {
-            let text = fs_err::read_to_string(p.join("manifest.json")).expect("read manifest");
-            serde_json::from_str(&text).expect("parse manifest")
+            p.file_name()
+                .expect("a name")
+                .to_string_lossy()
+                .into_owned()
         })
-        .collect();
-    out.sort_by(|a, b| a.scenario.cmp(&b.scenario));
-    out
+        .collect()
+}
+
+fn manifest(scenario: &str) -> Manifest {
+    let path = fixtures().join(scenario).join("manifest.json");
+    let text = fs_err::read_to_string(&path).expect("read manifest");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 /// A copy of the fixture's files in `<tmp>/data/state`.
@@ -77,133 +84,142 @@ fn seed_version(conn: &Connection) -> u32 {
     .expect("read version")
 }
 
-/// Open the fixture with sysdb and check the manifest's expectations;
-/// return a line for the summary.
-fn check(manifest: &Manifest, ladder: &Ladder) -> String {
-    let name = &manifest.scenario;
+/// Open a copy of the fixture with sysdb, check the manifest's
+/// expectations, and snapshot the report (or, for a refusal, the error).
+fn run(scenario: &str) {
+    let manifest = manifest(scenario);
+    assert_eq!(manifest.generated, GENERATED);
+    assert_eq!(manifest.scenario, scenario);
+    let mut on_disk: Vec<String> = fs_err::read_dir(fixtures().join(scenario))
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "manifest.json")
+        .collect();
+    on_disk.sort();
+    assert_eq!(on_disk, manifest.files, "the fixture's files");
+    assert_eq!(
+        plain_open(&manifest),
+        manifest.plain_open,
+        "the pinned DuckDB no longer fails this way on the fixture"
+    );
+
     let expect = &manifest.expect;
+    let ladder = Ladder::from_dir(fixtures().join("migrations")).expect("fixture migrations");
     let tmp = tempfile::tempdir().expect("temp dir");
-    let paths = copy_fixture(manifest, Utf8Path::from_path(tmp.path()).expect("utf-8"));
+    let root = tmp.path().to_string_lossy().into_owned();
+    let paths = copy_fixture(&manifest, Utf8Path::from_path(tmp.path()).expect("utf-8"));
     let state = paths.dir().to_owned();
     let before = folder_digest(&state);
-    let result = SystemDb::open(&paths, ladder, &OpenOptions::default());
+    let result = SystemDb::open(&paths, &ladder, &OpenOptions::default());
 
-    match expect.outcome.as_str() {
-        "refused" => {
-            let err = match result {
-                Ok(_) => panic!("{name}: opened, but the manifest expects a refusal"),
-                Err(e) => e,
-            };
-            match &err {
-                Error::Open { class, .. } => assert_eq!(
-                    Some(class.as_str()),
-                    expect.class.as_deref(),
-                    "{name}: {err}"
-                ),
-                other => panic!("{name}: unexpected error {other:?}"),
+    if expect.outcome == "refused" {
+        let err = match result {
+            Ok(_) => panic!("opened, but the manifest expects a refusal"),
+            Err(e) => e,
+        };
+        match &err {
+            Error::Open { class, .. } => {
+                assert_eq!(Some(class.as_str()), expect.class.as_deref(), "{err}");
             }
-            assert_eq!(folder_digest(&state), before, "{name}: a file changed");
-            format!(
-                "{name}: refused ({})",
-                expect.class.as_deref().unwrap_or("?")
-            )
+            other => panic!("unexpected error {other:?}"),
         }
-        outcome @ ("opened" | "recovered") => {
-            let db = result.unwrap_or_else(|e| panic!("{name}: {e}"));
-            let report = db.report().clone();
-            assert_eq!(
-                report.wal_at_open.is_some(),
-                expect.wal_at_open,
-                "{name}: WAL at open"
-            );
-            assert_eq!(
-                Some(seed_version(db.conn())),
-                expect.version,
-                "{name}: version"
-            );
-            assert_eq!(Some(count_jobs(db.conn())), expect.jobs, "{name}: jobs");
-            drop(db);
-            let after = folder_digest(&state);
-            if outcome == "opened" {
-                assert!(report.error.is_none(), "{name}: {:?}", report.error);
-                assert!(report.quarantined.is_empty(), "{name}: set aside files");
-            } else {
-                let met = report.error.as_ref().expect("an error was met");
-                assert_eq!(Some(met.class), expect.class.as_deref(), "{name}: class");
-                let restored = report.restored.as_ref().expect("restored");
-                let source = serde_json::to_value(restored.source).expect("source");
-                assert_eq!(
-                    source.as_str(),
-                    expect.restored_from.as_deref(),
-                    "{name}: restored from"
-                );
-                let mut set_aside: Vec<String> = report
-                    .quarantined
-                    .iter()
-                    .map(|m| quarantine_suffix(m.to.as_str()))
-                    .collect();
-                set_aside.sort();
-                let mut expected = expect.quarantined.clone();
-                expected.sort();
-                assert_eq!(set_aside, expected, "{name}: set aside");
-                // Nothing was lost: every file the crash left is still there,
-                // byte for byte, under its own name or in quarantine. Two
-                // exceptions: the pre-migrate snapshot is replaced by the new
-                // migration's, and after a crash in the middle of a
-                // checkpoint DuckDB's own first open rewrites the WAL.
-                let rewritten = expect.duckdb_rewrites_wal;
-                let kept: BTreeSet<&String> = after.values().collect();
-                for (file, digest) in &before {
-                    if file.ends_with(".pre-migrate") || (rewritten && file.contains(".wal")) {
-                        continue;
-                    }
-                    assert!(kept.contains(digest), "{name}: {file} is gone");
-                }
-            }
-            assert!(
-                !state.join("system.duckdb.wal").exists(),
-                "{name}: a WAL is left beside the database"
-            );
-            let quarantined = report.quarantined.len();
-            format!(
-                "{name}: {outcome}, version {}, {} jobs, {quarantined} files set aside",
-                expect.version.unwrap_or(0),
-                expect.jobs.unwrap_or(0)
-            )
-        }
-        other => panic!("{name}: unknown outcome {other}"),
+        assert_eq!(folder_digest(&state), before, "a file changed");
+        let text = serde_json::Value::String(err.to_string());
+        insta::assert_snapshot!(scenario, redacted(text, &root));
+        return;
     }
+
+    let db = result.unwrap_or_else(|e| panic!("{e}"));
+    let report = db.report().clone();
+    assert_eq!(
+        report.wal_at_open.is_some(),
+        expect.wal_at_open,
+        "WAL at open"
+    );
+    assert_eq!(Some(seed_version(db.conn())), expect.version, "version");
+    assert_eq!(Some(count_jobs(db.conn())), expect.jobs, "jobs");
+    drop(db);
+    assert!(
+        !state.join("system.duckdb.wal").exists(),
+        "a WAL is left beside the database"
+    );
+    match expect.outcome.as_str() {
+        "opened" => {
+            assert!(report.error.is_none(), "{:?}", report.error);
+            assert!(report.quarantined.is_empty(), "set aside files");
+        }
+        "recovered" => {
+            let met = report.error.as_ref().expect("an error was met");
+            assert_eq!(Some(met.class), expect.class.as_deref(), "class");
+            let restored = report.restored.as_ref().expect("restored");
+            let source = serde_json::to_value(restored.source).expect("source");
+            assert_eq!(
+                source.as_str(),
+                expect.restored_from.as_deref(),
+                "restored from"
+            );
+            let mut set_aside: Vec<String> = report
+                .quarantined
+                .iter()
+                .map(|m| quarantine_suffix(m.to.as_str()))
+                .collect();
+            set_aside.sort();
+            let mut expected = expect.quarantined.clone();
+            expected.sort();
+            assert_eq!(set_aside, expected, "set aside");
+            // Nothing was lost: every file the crash left is still there,
+            // byte for byte, under its own name or in quarantine. Two
+            // exceptions: the pre-migrate snapshot is replaced by the new
+            // migration's, and after a crash in the middle of a checkpoint
+            // DuckDB's own first open rewrites the WAL.
+            let after = folder_digest(&state);
+            let kept: BTreeSet<&String> = after.values().collect();
+            for (file, digest) in &before {
+                let rewritten = expect.duckdb_rewrites_wal && file.contains(".wal");
+                if file.ends_with(".pre-migrate") || rewritten {
+                    continue;
+                }
+                assert!(kept.contains(digest), "{file} is gone");
+            }
+        }
+        other => panic!("unknown outcome {other}"),
+    }
+    let value = serde_json::to_value(&report).expect("serialise report");
+    insta::assert_snapshot!(scenario, redacted(value, &root));
+}
+
+macro_rules! fixture_tests {
+    ($($test:ident => $scenario:literal,)*) => {
+        $(
+            #[test]
+            fn $test() {
+                run($scenario);
+            }
+        )*
+        /// The scenarios that have a test above.
+        const TESTED: &[&str] = &[$($scenario),*];
+    };
+}
+
+fixture_tests! {
+    wal_replay_ddl => "wal-replay-ddl",
+    wal_checksum => "wal-checksum",
+    wal_undecodable => "wal-undecodable",
+    wal_torn_tail => "wal-torn-tail",
+    mid_ladder_kill => "mid-ladder-kill",
+    corrupt_block => "corrupt-block",
+    truncated_main => "truncated-main",
+    not_duckdb => "not-duckdb",
+    empty_file => "empty-file",
+    wal_replay_no_snapshot => "wal-replay-no-snapshot",
+    stale_snapshot => "stale-snapshot",
+    sidecars => "sidecars",
 }
 
 #[test]
-fn every_fixture_opens_the_way_its_manifest_says() {
-    let ladder = Ladder::from_dir(fixtures().join("migrations")).expect("fixture migrations");
-    let manifests = manifests();
-    assert!(
-        manifests.len() >= 11,
-        "only {} fixtures; run `cargo xtask fixtures`",
-        manifests.len()
-    );
-    let mut summary = Vec::new();
-    for manifest in &manifests {
-        assert_eq!(manifest.generated, GENERATED);
-        let dir = fixtures().join(&manifest.scenario);
-        let mut on_disk: Vec<String> = fs_err::read_dir(&dir)
-            .expect("list")
-            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-            .filter(|n| n != "manifest.json")
-            .collect();
-        on_disk.sort();
-        assert_eq!(on_disk, manifest.files, "{}: files", manifest.scenario);
-        assert_eq!(
-            plain_open(manifest),
-            manifest.plain_open,
-            "{}: the pinned DuckDB no longer fails this way",
-            manifest.scenario
-        );
-        summary.push(check(manifest, &ladder));
-    }
-    println!("{}", summary.join("\n"));
+fn every_fixture_has_a_test() {
+    let tested: BTreeSet<String> = TESTED.iter().map(|s| (*s).to_owned()).collect();
+    assert_eq!(scenarios(), tested);
 }
 
 #[test]

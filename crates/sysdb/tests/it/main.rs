@@ -120,58 +120,8 @@ pub(crate) fn broken(state: &Utf8Path) -> (Vec<String>, Vec<String>) {
 /// The report as JSON with what varies between runs replaced: the temp
 /// folder, quarantine stamps, timings, ages, times and pids.
 pub(crate) fn redacted(report: &OpenReport, dir: &StateDir) -> String {
-    let mut value = serde_json::to_value(report).expect("serialise report");
-    redact_value(&mut value);
-    let text = serde_json::to_string_pretty(&value).expect("print report");
-    let root = dir.root().to_string_lossy();
-    redact_stamps(&text.replace(root.as_ref(), "[tmp]"))
-}
-
-fn redact_value(value: &mut serde_json::Value) {
-    use serde_json::Value;
-    match value {
-        Value::Object(map) => {
-            for (key, v) in map.iter_mut() {
-                match key.as_str() {
-                    "millis"
-                    | "checkpoint_millis"
-                    | "snapshot_age_secs"
-                    | "pid"
-                    | "wal_at_open"
-                    | "wal_bytes_set_aside"
-                        if !v.is_null() =>
-                    {
-                        *v = Value::from("[varies]");
-                    }
-                    "started_at" | "snapshot_sha256" | "snapshot_bytes" | "bytes" => {
-                        *v = Value::from("[varies]");
-                    }
-                    _ => redact_value(v),
-                }
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(redact_value),
-        _ => {}
-    }
-}
-
-/// `system.duckdb.broken.20261127T101503Z-2.wal` → `system.duckdb.broken.[stamp].wal`.
-pub(crate) fn redact_stamps(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find(".broken.") {
-        let (head, tail) = rest.split_at(at + ".broken.".len());
-        out.push_str(head);
-        let stamp_len = tail
-            .char_indices()
-            .take_while(|(i, c)| *i < 16 || c.is_ascii_digit() || (*i == 16 && *c == '-'))
-            .count()
-            .min(tail.len());
-        out.push_str("[stamp]");
-        rest = &tail[stamp_len..];
-    }
-    out.push_str(rest);
-    out
+    let value = serde_json::to_value(report).expect("serialise report");
+    sysdb_tests::redacted(value, &dir.root().to_string_lossy())
 }
 
 // ---------------------------------------------------------------------------

@@ -337,6 +337,7 @@ fn the_strict_option_refuses_the_snapshot_without_a_marker_and_restores_it_with_
     assert_eq!(restored.source, RestoreSource::Snapshot);
     // Nothing was pending, so the marker of the finished window is removed.
     assert!(!paths.marker().exists());
+    insta::assert_snapshot!(redacted(report, &dir));
 }
 
 #[test]

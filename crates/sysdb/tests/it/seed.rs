@@ -6,7 +6,9 @@ use camino::Utf8Path;
 use sysdb::{Connector, DuckDbConnector, OpenOptions, SystemDb};
 use sysdb_schema::ApplyOptions;
 
-use crate::{broken, duck_error, folder_digest, ladder, seed_version, StateDir, SCHEMA_VERSION};
+use crate::{
+    broken, duck_error, folder_digest, ladder, redacted, seed_version, StateDir, SCHEMA_VERSION,
+};
 
 #[test]
 fn test_recovery_restores_pre_migrate_snapshot_on_wal_replay_error() {
@@ -54,6 +56,8 @@ fn test_recovery_restores_pre_migrate_snapshot_on_wal_replay_error() {
     // 6. The database exists and the broken WAL beside it does not.
     assert!(db_path.exists());
     assert!(!paths.wal().exists());
+
+    insta::assert_snapshot!(redacted(db.report(), &dir));
 }
 
 #[test]
