@@ -33,6 +33,7 @@ use duckdb::Connection;
 use sysdb_snapshot::ClosedDb;
 
 pub use connect::{config, Connector, DuckDbConnector};
+pub use lock::OpenLock;
 pub use marker::{sha256_file, Marker};
 pub use paths::{Paths, DATA_DIR_ENV};
 pub use report::{
@@ -93,13 +94,8 @@ impl SystemDb {
     ) -> Result<Self> {
         let started = Instant::now();
         let mut report = OpenReport::new(paths.db());
-        fs_err::create_dir_all(paths.dir()).map_err(|source| Error::Folder {
-            path: paths.dir().to_owned(),
-            source,
-        })?;
-
         let phase = Instant::now();
-        let lock = lock::acquire(&paths.lock(), options.lock_wait)?;
+        let lock = lock(paths, options.lock_wait)?;
         report.phase("lock", phase);
         tracing::debug!(lock = %paths.lock(), "took the open lock");
 
@@ -155,6 +151,24 @@ impl SystemDb {
             _lock: self.lock,
         }
     }
+}
+
+/// Take the open lock `system.duckdb.lock` without opening the database,
+/// waiting up to `wait` for another holder: for operations on the closed
+/// files (a manual snapshot, an operator's recovery) that must not run
+/// while a service opens or migrates the database.
+pub fn lock(paths: &Paths, wait: Duration) -> Result<OpenLock> {
+    fs_err::create_dir_all(paths.dir()).map_err(|source| Error::Folder {
+        path: paths.dir().to_owned(),
+        source,
+    })?;
+    lock::acquire(&paths.lock(), wait)
+}
+
+/// Who holds the open lock now: `None` when nobody does, `Some(pid)` (the
+/// pid the holder wrote, if readable) when a process does. Creates no file.
+pub fn lock_holder(paths: &Paths) -> Option<Option<u32>> {
+    lock::holder_now(&paths.lock())
 }
 
 /// A [`SystemDb`] after [`close`](SystemDb::close): the database is closed

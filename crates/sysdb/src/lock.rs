@@ -14,7 +14,7 @@ const RETRY: Duration = Duration::from_millis(25);
 /// An exclusive `flock` on `system.duckdb.lock`, held until dropped. The
 /// file holds the holder's pid, for the error the next process gets.
 #[derive(Debug)]
-pub(crate) struct OpenLock {
+pub struct OpenLock {
     _file: fs_err::File,
 }
 
@@ -56,6 +56,17 @@ pub(crate) fn acquire(path: &Utf8Path, wait: Duration) -> Result<OpenLock> {
     Ok(OpenLock { _file: file })
 }
 
+/// Who holds the lock now, without taking it for long and without creating
+/// the lock file: `None` when nobody does, `Some(pid)` (the pid it wrote,
+/// if readable) when a process does.
+pub(crate) fn holder_now(path: &Utf8Path) -> Option<Option<u32>> {
+    let mut file = fs_err::File::open(path).ok()?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockShared) {
+        Ok(()) => None,
+        Err(_) => Some(holder(&mut file)),
+    }
+}
+
 /// The pid the holder wrote into the lock file, if readable.
 fn holder(file: &mut fs_err::File) -> Option<u32> {
     let mut text = String::new();
@@ -81,7 +92,9 @@ mod tests {
             Error::Locked { pid, .. } => assert_eq!(pid, Some(std::process::id())),
             other => panic!("unexpected {other:?}"),
         }
+        assert_eq!(holder_now(&path), Some(Some(std::process::id())));
         drop(first);
+        assert_eq!(holder_now(&path), None);
         acquire(&path, Duration::ZERO).expect("lock after release");
     }
 }

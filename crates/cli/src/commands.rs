@@ -1,0 +1,253 @@
+//! `sysdb migrate`, `recover`, `snapshot` and `quarantine`: the commands
+//! that act.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use camino::Utf8PathBuf;
+use clap::{ArgGroup, Args, Subcommand};
+use serde::Serialize;
+use sysdb::{Connector, OpenOptions, Paths, SystemDb};
+use sysdb_snapshot::{quarantine as set_aside, restore_with, take_with, ClosedDb};
+
+use crate::error::Error;
+use crate::inspect::{open_read_only, read_version};
+use crate::out::{bytes, confirm, copy_progress, emit};
+use crate::Global;
+
+/// How long commands that act wait for the open lock.
+const LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// `sysdb migrate`.
+pub fn migrate(global: &Global) -> Result<u8, Error> {
+    let paths = global.paths()?;
+    let ladder = global.require_ladder()?;
+    let options = OpenOptions {
+        lock_wait: LOCK_WAIT,
+        ..OpenOptions::default()
+    };
+    let db = SystemDb::open(&paths, &ladder, &options)?;
+    emit(global, db.report(), |r| r.to_string());
+    Ok(0)
+}
+
+/// `sysdb recover`.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("source").required(true).args(["from_snapshot", "drop_wal"])))]
+pub struct RecoverArgs {
+    /// Restore the pre-migrate snapshot: every write made after it is lost
+    #[arg(long)]
+    from_snapshot: bool,
+    /// Restore the database file at its last checkpoint: the commits in its
+    /// write-ahead log are lost (they stay in quarantine)
+    #[arg(long)]
+    drop_wal: bool,
+    /// Do not ask for confirmation
+    #[arg(long, short)]
+    yes: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Recovered {
+    set_aside: Vec<sysdb::MovedFile>,
+    restored_from: Utf8PathBuf,
+    restored_bytes: u64,
+    version: Option<u32>,
+}
+
+/// `sysdb recover --from-snapshot | --drop-wal`.
+pub fn recover(global: &Global, args: &RecoverArgs) -> Result<u8, Error> {
+    let paths = global.paths()?;
+    let plan = if args.from_snapshot {
+        if !paths.snapshot().exists() {
+            return Err(Error::Refused(format!(
+                "there is no snapshot at {}; see `sysdb quarantine list` for the files set aside earlier",
+                paths.snapshot()
+            )));
+        }
+        format!(
+            "set aside {} and its sidecars, then restore the snapshot {}; every write made after the snapshot is lost",
+            paths.db(),
+            paths.snapshot()
+        )
+    } else {
+        if !paths.db().exists() {
+            return Err(Error::Refused(format!(
+                "there is no database at {} to restore without its write-ahead log",
+                paths.db()
+            )));
+        }
+        format!(
+            "set aside {} and its sidecars, then restore the database file at its last checkpoint; the commits in its write-ahead log are lost",
+            paths.db()
+        )
+    };
+    if !args.yes && !confirm(&format!("sysdb recover will {plan}. Go on?")) {
+        return Err(Error::Usage(format!(
+            "not confirmed: sysdb recover would {plan}; pass --yes to go on without a question"
+        )));
+    }
+    let _lock = sysdb::lock(&paths, LOCK_WAIT)?;
+    // The open lock is held and the command opened no connection.
+    let closed = ClosedDb::assume_closed(paths.files().clone());
+    let set = set_aside(&closed)?;
+    let source = if args.from_snapshot {
+        paths.snapshot()
+    } else {
+        set.database()
+            .map(|m| m.to.clone())
+            .ok_or_else(|| Error::Refused("the database was not set aside".to_owned()))?
+    };
+    let mut progress = copy_progress("restoring");
+    let copied = restore_with(&closed, &source, &mut progress)?;
+    let conn = sysdb::DuckDbConnector
+        .connect(paths.db())
+        .map_err(Error::duck("opening the restored", paths.db()))?;
+    let recovered = Recovered {
+        set_aside: set.moved.iter().map(sysdb::MovedFile::from).collect(),
+        restored_from: source,
+        restored_bytes: copied.bytes,
+        version: read_version(&conn),
+    };
+    drop(conn);
+    emit(global, &recovered, |r| {
+        let mut out = String::new();
+        for m in &r.set_aside {
+            let _ = writeln!(out, "set aside {} -> {} ({})", m.from, m.to, bytes(m.bytes));
+        }
+        let _ = writeln!(
+            out,
+            "restored {} from {} ({}), schema version {}",
+            paths.db(),
+            r.restored_from,
+            bytes(r.restored_bytes),
+            r.version.map_or("unknown".to_owned(), |v| v.to_string())
+        );
+        let _ = writeln!(out, "next: `sysdb migrate` brings it to the ladder's top");
+        out
+    });
+    Ok(0)
+}
+
+/// `sysdb snapshot …`.
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Take the pre-migrate snapshot of the closed database now
+    #[command(after_help = crate::EXIT_CODES)]
+    Take,
+    /// Open the snapshot read-only and report its schema version
+    #[command(after_help = crate::EXIT_CODES)]
+    Verify,
+}
+
+#[derive(Debug, Serialize)]
+struct SnapshotReport {
+    path: Utf8PathBuf,
+    bytes: u64,
+    version: Option<u32>,
+}
+
+/// `sysdb snapshot take | verify`.
+pub fn snapshot(global: &Global, cmd: &SnapshotCommand) -> Result<u8, Error> {
+    let paths = global.paths()?;
+    let report = match cmd {
+        SnapshotCommand::Take => {
+            if !paths.db().exists() {
+                return Err(Error::Refused(format!(
+                    "there is no database at {}",
+                    paths.db()
+                )));
+            }
+            let _lock = sysdb::lock(&paths, LOCK_WAIT)?;
+            // The open lock keeps every sysdb process out; the command itself
+            // opened no connection.
+            let closed = ClosedDb::assume_closed(paths.files().clone());
+            let mut progress = copy_progress("snapshot");
+            let taken = take_with(&closed, &mut progress)?;
+            SnapshotReport {
+                version: open_read_only(&taken.to)
+                    .ok()
+                    .and_then(|c| read_version(&c)),
+                path: taken.to,
+                bytes: taken.bytes,
+            }
+        }
+        SnapshotCommand::Verify => {
+            let path = paths.snapshot();
+            let bytes = fs_err::metadata(&path)
+                .map_err(Error::io("reading", &path))?
+                .len();
+            let conn = open_read_only(&path).map_err(Error::duck("opening the snapshot", &path))?;
+            SnapshotReport {
+                version: read_version(&conn),
+                path,
+                bytes,
+            }
+        }
+    };
+    emit(global, &report, |r| {
+        format!(
+            "snapshot {} ({}), schema version {}\n",
+            r.path,
+            bytes(r.bytes),
+            r.version.map_or("unknown".to_owned(), |v| v.to_string())
+        )
+    });
+    Ok(0)
+}
+
+/// `sysdb quarantine …`.
+#[derive(Debug, Subcommand)]
+pub enum QuarantineCommand {
+    /// List the sets of files set aside, newest last
+    #[command(after_help = crate::EXIT_CODES)]
+    List,
+    /// Delete all but the newest N sets (the only command that deletes)
+    #[command(after_help = crate::EXIT_CODES)]
+    Prune {
+        /// How many of the newest sets to keep
+        #[arg(long, value_name = "N")]
+        keep: usize,
+    },
+}
+
+#[derive(Debug, Serialize)]
+struct SetReport {
+    id: String,
+    bytes: u64,
+    files: Vec<Utf8PathBuf>,
+}
+
+/// `sysdb quarantine list | prune --keep N`.
+pub fn quarantine(global: &Global, cmd: &QuarantineCommand) -> Result<u8, Error> {
+    let paths: Paths = global.paths()?;
+    let (sets, verb) = match cmd {
+        QuarantineCommand::List => (sysdb_snapshot::list(paths.files())?, "set"),
+        QuarantineCommand::Prune { keep } => {
+            let _lock = sysdb::lock(&paths, LOCK_WAIT)?;
+            (sysdb_snapshot::prune(paths.files(), *keep)?, "deleted")
+        }
+    };
+    let report: Vec<SetReport> = sets
+        .into_iter()
+        .map(|s| SetReport {
+            id: s.id.clone(),
+            bytes: s.bytes(),
+            files: s.files.into_iter().map(|(p, _)| p).collect(),
+        })
+        .collect();
+    emit(global, &report, |sets| {
+        let mut out = String::new();
+        if sets.is_empty() {
+            let _ = writeln!(out, "no quarantine sets beside {}", paths.db());
+        }
+        for s in sets {
+            let _ = writeln!(out, "{verb} {} ({}):", s.id, bytes(s.bytes));
+            for f in &s.files {
+                let _ = writeln!(out, "  {f}");
+            }
+        }
+        out
+    });
+    Ok(0)
+}

@@ -1,0 +1,287 @@
+//! `sysdb drill`: the crash and the recovery, for real, in a scratch
+//! folder. A demonstration for new users and a self-test for operators.
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use camino::{Utf8Path, Utf8PathBuf};
+use clap::Args;
+use serde::Serialize;
+use sysdb::{Connector, DuckDbConnector, Ladder, OpenOptions, Paths, SystemDb};
+
+use crate::error::Error;
+use crate::inspect::read_version;
+use crate::out::emit;
+use crate::Global;
+
+/// `sysdb drill`.
+#[derive(Debug, Args)]
+pub struct DrillArgs {
+    /// Run in this folder (absent or empty) and keep it; a temporary
+    /// folder, removed at the end, by default
+    #[arg(long, value_name = "DIR")]
+    dir: Option<Utf8PathBuf>,
+    /// Jobs in the table before the crash
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    rows: u64,
+}
+
+/// The drill's migrations: 1 creates `jobs` and an enum type in schema
+/// `s`, 2..=26 each add a column, 27 moves `jobs.state` to the enum, which
+/// DuckDB 2.0.0 commits but cannot replay from its write-ahead log.
+fn ladder_to(top: u32) -> Result<Ladder, Error> {
+    let mut steps = vec![(
+        1,
+        "create_jobs".to_owned(),
+        "CREATE SCHEMA s;\nCREATE TYPE s.job_state AS ENUM ('queued', 'running', 'done');\nCREATE TABLE jobs (id BIGINT, state VARCHAR);\n"
+            .to_owned(),
+    )];
+    for v in 2..=top.min(26) {
+        steps.push((
+            v,
+            format!("add_c{v}"),
+            format!("ALTER TABLE jobs ADD COLUMN c{v} INTEGER;\n"),
+        ));
+    }
+    if top >= 27 {
+        steps.push((
+            27,
+            "typed_state".to_owned(),
+            "ALTER TABLE jobs ALTER COLUMN state SET TYPE s.job_state USING state::s.job_state;\n"
+                .to_owned(),
+        ));
+    }
+    Ok(Ladder::new(steps)?)
+}
+
+#[derive(Debug, Serialize)]
+struct Event {
+    at_millis: u64,
+    what: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Check {
+    check: String,
+    ok: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Drill {
+    dir: Utf8PathBuf,
+    rows: u64,
+    timeline: Vec<Event>,
+    duckdb_error: Option<String>,
+    report: Option<sysdb::OpenReport>,
+    checks: Vec<Check>,
+    ok: bool,
+}
+
+struct Timeline {
+    started: Instant,
+    events: Vec<Event>,
+}
+
+impl Timeline {
+    fn mark(&mut self, what: String) {
+        crate::out::note(&format!(
+            "{:>8.2}s  {what}",
+            self.started.elapsed().as_secs_f64()
+        ));
+        self.events.push(Event {
+            at_millis: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            what,
+        });
+    }
+}
+
+/// `sysdb drill`.
+pub fn run(global: &Global, args: &DrillArgs) -> Result<u8, Error> {
+    let tmp;
+    let dir = match &args.dir {
+        Some(dir) => {
+            let empty = fs_err::read_dir(dir).map_or(true, |mut d| d.next().is_none());
+            if !empty {
+                return Err(Error::Usage(format!(
+                    "{dir} is not empty; the drill needs an absent or empty folder"
+                )));
+            }
+            dir.clone()
+        }
+        None => {
+            tmp = tempfile::tempdir().map_err(Error::io(
+                "creating a temporary folder in",
+                Utf8Path::new("/tmp"),
+            ))?;
+            Utf8PathBuf::try_from(tmp.path().to_owned())
+                .map_err(|e| Error::Refused(format!("the temporary folder is not UTF-8: {e}")))?
+        }
+    };
+    let paths = Paths::from_data_dir(&dir)?;
+    let mut t = Timeline {
+        started: Instant::now(),
+        events: Vec::new(),
+    };
+
+    // 1. A database at version 26 with data, and the snapshot that the
+    //    migration to 27 takes first.
+    let db = SystemDb::open(&paths, &ladder_to(26)?, &OpenOptions::default())?;
+    db.conn()
+        .execute_batch(&format!(
+            "INSERT INTO jobs (id, state) SELECT range, 'queued' FROM range({});",
+            args.rows
+        ))
+        .map_err(Error::duck("filling", paths.db()))?;
+    let closed = db.close();
+    sysdb_snapshot::take(closed.db())?;
+    drop(closed);
+    t.mark(format!(
+        "created {} at version 26 with {} jobs, and its pre-migrate snapshot",
+        paths.db(),
+        args.rows
+    ));
+
+    // 2. Migration 27 in a child process, killed after its commit and
+    //    before any checkpoint.
+    let exe = std::env::current_exe().map_err(Error::io("finding", Utf8Path::new("sysdb")))?;
+    let mut child = Command::new(exe)
+        .args(["drill-child", paths.db().as_str()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(Error::io("starting the drill's child for", paths.db()))?;
+    let stdout = child.stdout.take();
+    let committed = stdout.is_some_and(|out| {
+        BufReader::new(out)
+            .lines()
+            .map_while(Result::ok)
+            .any(|line| line == "committed")
+    });
+    let _ = child.kill();
+    let status = child
+        .wait()
+        .map_err(Error::io("waiting for the child of", paths.db()))?;
+    t.mark(format!(
+        "a child process (pid {}) committed migration 27 and was killed before the checkpoint ({status})",
+        child.id()
+    ));
+
+    // 3. Plain DuckDB now fails to open the database.
+    let plain = DuckDbConnector.connect(paths.db());
+    let duckdb_error = plain.as_ref().err().map(ToString::to_string);
+    let class = plain.as_ref().err().map(sysdb_errclass::classify_error);
+    drop(plain);
+    t.mark(match &duckdb_error {
+        Some(e) => format!("plain DuckDB fails to open it: {e}"),
+        None => "plain DuckDB opens it (the crash did not leave an unreplayable WAL)".to_owned(),
+    });
+
+    // 4. sysdb opens it.
+    let opened = SystemDb::open(&paths, &ladder_to(27)?, &OpenOptions::default());
+    let (report, version, jobs) = match &opened {
+        Ok(db) => {
+            let jobs: Option<u64> = db
+                .conn()
+                .query_row("SELECT count(*) FROM jobs", [], |r| r.get(0))
+                .ok();
+            (Some(db.report().clone()), read_version(db.conn()), jobs)
+        }
+        Err(e) => {
+            t.mark(format!("sysdb failed to open it: {e}"));
+            (None, None, None)
+        }
+    };
+    drop(opened);
+    if let Some(r) = &report {
+        t.mark(format!(
+            "sysdb recovered it: {} files set aside, migrated to version {}",
+            r.quarantined.len(),
+            version.map_or("?".to_owned(), |v| v.to_string())
+        ));
+    }
+
+    let checks = vec![
+        Check {
+            check: "the child committed migration 27 and was killed".to_owned(),
+            ok: committed && !status.success(),
+        },
+        Check {
+            check: "plain DuckDB fails with a write-ahead-log replay error".to_owned(),
+            ok: class.is_some_and(|c| c.is_wal_replay()),
+        },
+        Check {
+            check: "sysdb set the files aside and restored the database".to_owned(),
+            ok: report
+                .as_ref()
+                .is_some_and(|r| r.restored.is_some() && !r.quarantined.is_empty()),
+        },
+        Check {
+            check: format!("every one of the {} jobs survived", args.rows),
+            ok: jobs == Some(args.rows),
+        },
+        Check {
+            check: "the schema is at version 27".to_owned(),
+            ok: version == Some(27),
+        },
+    ];
+    let ok = checks.iter().all(|c| c.ok);
+    let drill = Drill {
+        dir: dir.clone(),
+        rows: args.rows,
+        timeline: t.events,
+        duckdb_error,
+        report,
+        checks,
+        ok,
+    };
+    emit(global, &drill, human);
+    Ok(if ok { 0 } else { 1 })
+}
+
+fn human(d: &Drill) -> String {
+    let mut out = format!("crash drill in {}\n", d.dir);
+    for e in &d.timeline {
+        let _ = writeln!(out, "{:>8.2}s  {}", e.at_millis as f64 / 1000.0, e.what);
+    }
+    for c in &d.checks {
+        let _ = writeln!(out, "[{}] {}", if c.ok { "ok" } else { "FAILED" }, c.check);
+    }
+    let _ = writeln!(
+        out,
+        "{}",
+        if d.ok {
+            "drill passed: the crash was real, the recovery lost nothing"
+        } else {
+            "drill FAILED: see the checks above"
+        }
+    );
+    out
+}
+
+/// The drill's child: apply migration 27 as the ladder does (the step and
+/// its `schema_version` row in one transaction) with every checkpoint off,
+/// say so, and wait to be killed.
+pub fn child(db: &Utf8Path) -> Result<u8, Error> {
+    let conn = DuckDbConnector
+        .connect(db)
+        .map_err(Error::duck("opening", db))?;
+    let ladder = ladder_to(27)?;
+    let step = ladder
+        .step(27)
+        .ok_or_else(|| Error::Refused("the drill's ladder has no step 27".to_owned()))?;
+    let sql = format!(
+        "PRAGMA disable_checkpoint_on_shutdown; SET checkpoint_threshold = '100GB';
+         BEGIN; {} INSERT INTO schema_version (version, name, checksum, applied_at) VALUES (27, '{}', '{}', now()); COMMIT;",
+        step.sql(),
+        step.name(),
+        step.checksum()
+    );
+    conn.execute_batch(&sql)
+        .map_err(Error::duck("migrating", db))?;
+    println!("committed");
+    let _ = std::io::stdout().flush();
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(60));
+    }
+}

@@ -1,0 +1,125 @@
+//! The command's errors and their exit codes.
+
+use camino::Utf8PathBuf;
+
+/// Everything a `sysdb` command can fail with.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The open flow's error (it names the path and what to do).
+    #[error(transparent)]
+    Sysdb(Box<sysdb::Error>),
+    /// Moving or copying files failed.
+    #[error(transparent)]
+    Files(Box<sysdb_snapshot::Error>),
+    /// The migrations could not be read.
+    #[error(transparent)]
+    Schema(Box<sysdb_schema::Error>),
+    /// The command was used wrongly.
+    #[error("{0}")]
+    Usage(String),
+    /// A file-system call failed.
+    #[error("while {doing} {path}: {source}")]
+    Io {
+        /// What was being done.
+        doing: &'static str,
+        /// The path.
+        path: Utf8PathBuf,
+        /// The failure.
+        source: std::io::Error,
+    },
+    /// DuckDB failed on a file the command opened itself.
+    #[error("while {doing} {path}: {source}")]
+    Duck {
+        /// What was being done.
+        doing: &'static str,
+        /// The file.
+        path: Utf8PathBuf,
+        /// DuckDB's error.
+        source: Box<duckdb::Error>,
+    },
+    /// The command refuses; the message says why and what to do.
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl From<sysdb::Error> for Error {
+    fn from(e: sysdb::Error) -> Self {
+        Error::Sysdb(Box::new(e))
+    }
+}
+
+impl From<sysdb_snapshot::Error> for Error {
+    fn from(e: sysdb_snapshot::Error) -> Self {
+        Error::Files(Box::new(e))
+    }
+}
+
+impl From<sysdb_schema::Error> for Error {
+    fn from(e: sysdb_schema::Error) -> Self {
+        Error::Schema(Box::new(e))
+    }
+}
+
+impl Error {
+    /// The process exit code for this error (see `sysdb --help`).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Usage(_) => 2,
+            Error::Sysdb(e) => match **e {
+                sysdb::Error::Locked { .. }
+                | sysdb::Error::Open {
+                    class: sysdb::ErrorClass::Locked { .. },
+                    ..
+                } => 3,
+                _ => 1,
+            },
+            _ => 1,
+        }
+    }
+
+    /// The next step for the operator, where the message alone does not
+    /// say it.
+    pub fn hint(&self) -> Option<&'static str> {
+        use sysdb::ErrorClass as C;
+        let Error::Sysdb(e) = self else {
+            return None;
+        };
+        Some(match &**e {
+            sysdb::Error::Open { class, .. } => match class {
+                C::WalReplay { .. } => "there is no pre-migrate snapshot, so sysdb does not recover by itself; `sysdb recover --drop-wal` restores the database file at its last checkpoint and sets the write-ahead log aside",
+                C::Locked { .. } => "stop the process that holds the database, or retry when it is done",
+                C::NotADatabase | C::CorruptDatabase | C::Truncated | C::UnsupportedStorage => "`sysdb status` shows the snapshot's age and version; `sysdb recover --from-snapshot` restores it (every write made after it is lost; the file is set aside, not deleted)",
+                C::NewerStorage => "the file was written by a newer DuckDB; open it with that version",
+                C::PermissionDenied | C::DiskFull | C::Io => "fix the file system (permissions, free space), then run the command again",
+                _ => "`sysdb check` says what an open would do; `sysdb status` shows the files",
+            },
+            sysdb::Error::Reopen { .. } => "the restored copy does not open either; `sysdb quarantine list` shows every file set aside, `sysdb status` the snapshot",
+            _ => return None,
+        })
+    }
+
+    pub(crate) fn io(
+        doing: &'static str,
+        path: &camino::Utf8Path,
+    ) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.to_owned();
+        move |source| Error::Io {
+            doing,
+            path,
+            source,
+        }
+    }
+
+    pub(crate) fn duck(
+        doing: &'static str,
+        path: &camino::Utf8Path,
+    ) -> impl FnOnce(duckdb::Error) -> Self {
+        let path = path.to_owned();
+        move |source| Error::Duck {
+            doing,
+            path,
+            source: Box::new(source),
+        }
+    }
+}

@@ -1,0 +1,419 @@
+//! `sysdb status` and `sysdb check`: look, change nothing.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use camino::{Utf8Path, Utf8PathBuf};
+use duckdb::{AccessMode, Connection};
+use serde::Serialize;
+use sysdb::{Marker, OpenOptions, Paths, RestoreSource, SystemDb};
+
+use crate::error::Error;
+use crate::out::{age, bytes, emit};
+use crate::Global;
+
+#[derive(Debug, Serialize)]
+struct FileInfo {
+    path: Utf8PathBuf,
+    bytes: u64,
+}
+
+fn file_info(path: Utf8PathBuf) -> Option<FileInfo> {
+    let bytes = fs_err::metadata(&path).ok()?.len();
+    Some(FileInfo { path, bytes })
+}
+
+#[derive(Debug, Serialize)]
+struct SnapshotInfo {
+    path: Utf8PathBuf,
+    bytes: u64,
+    age: String,
+    version: Option<u32>,
+}
+
+#[derive(Debug, Serialize)]
+struct SetInfo {
+    id: String,
+    bytes: u64,
+    files: Vec<FileInfo>,
+}
+
+#[derive(Debug, Serialize)]
+struct SchemaInfo {
+    version: Option<u32>,
+    top: Option<u32>,
+    pending: Vec<u32>,
+    drift: Vec<u32>,
+    error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Status {
+    database: Utf8PathBuf,
+    database_bytes: Option<u64>,
+    sidecars: Vec<FileInfo>,
+    snapshot: Option<SnapshotInfo>,
+    marker: Option<Marker>,
+    marker_error: Option<String>,
+    quarantine: Vec<SetInfo>,
+    lock_held: bool,
+    lock_holder_pid: Option<u32>,
+    schema: SchemaInfo,
+}
+
+/// A read-only connection: it takes no write lock and writes no file.
+pub fn open_read_only(path: &Utf8Path) -> duckdb::Result<Connection> {
+    let config = sysdb::config()?.access_mode(AccessMode::ReadOnly)?;
+    Connection::open_with_flags(path, config)
+}
+
+/// The schema version the seed's query reads, if the file has one.
+pub fn read_version(conn: &Connection) -> Option<u32> {
+    conn.query_row(
+        "SELECT version FROM schema_version ORDER BY applied_at DESC LIMIT 1",
+        [],
+        |r| r.get(0),
+    )
+    .ok()
+}
+
+fn schema_info(paths: &Paths, ladder: Option<&sysdb::Ladder>) -> SchemaInfo {
+    let mut info = SchemaInfo {
+        version: None,
+        top: ladder.map(sysdb::Ladder::top),
+        pending: Vec::new(),
+        drift: Vec::new(),
+        error: None,
+    };
+    if !paths.db().exists() {
+        info.error = Some("the database file does not exist".to_owned());
+        return info;
+    }
+    let conn = match open_read_only(paths.db()) {
+        Ok(conn) => conn,
+        Err(e) => {
+            let class = sysdb_errclass::classify_error(&e);
+            info.error = Some(format!("{}: {e}", class.as_str()));
+            return info;
+        }
+    };
+    match ladder {
+        Some(ladder) => match ladder.status(&conn) {
+            Ok(s) => {
+                info.version = Some(s.current);
+                info.pending = s.pending;
+                info.drift = s.drift.iter().map(|d| d.version).collect();
+            }
+            Err(e) => info.error = Some(e.to_string()),
+        },
+        None => info.version = read_version(&conn),
+    }
+    info
+}
+
+/// `sysdb status`.
+pub fn status(global: &Global) -> Result<u8, Error> {
+    let paths = global.paths()?;
+    let ladder = global.ladder()?;
+    let files = paths.files();
+    let snapshot = file_info(paths.snapshot()).map(|f| SnapshotInfo {
+        age: fs_err::metadata(&f.path)
+            .and_then(|m| m.modified())
+            .map(age)
+            .unwrap_or_default(),
+        version: open_read_only(&f.path).ok().and_then(|c| read_version(&c)),
+        path: f.path,
+        bytes: f.bytes,
+    });
+    let (marker, marker_error) = match Marker::read(&paths.marker()) {
+        Ok(m) => (m, None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    let quarantine = sysdb_snapshot::list(files)?
+        .into_iter()
+        .map(|set| SetInfo {
+            bytes: set.bytes(),
+            files: set
+                .files
+                .into_iter()
+                .map(|(path, bytes)| FileInfo { path, bytes })
+                .collect(),
+            id: set.id,
+        })
+        .collect();
+    let holder = sysdb::lock_holder(&paths);
+    let status = Status {
+        database: paths.db().to_owned(),
+        database_bytes: fs_err::metadata(paths.db()).ok().map(|m| m.len()),
+        sidecars: files.sidecars().into_iter().filter_map(file_info).collect(),
+        snapshot,
+        marker,
+        marker_error,
+        quarantine,
+        lock_held: holder.is_some(),
+        lock_holder_pid: holder.flatten(),
+        schema: schema_info(&paths, ladder.as_ref()),
+    };
+    emit(global, &status, human_status);
+    Ok(0)
+}
+
+fn human_status(s: &Status) -> String {
+    let mut out = String::new();
+    let _ = match s.database_bytes {
+        Some(b) => writeln!(out, "database    {} ({})", s.database, bytes(b)),
+        None => writeln!(out, "database    {} (missing)", s.database),
+    };
+    for f in &s.sidecars {
+        let _ = writeln!(
+            out,
+            "sidecar     {} ({}; commits not yet checkpointed into the database)",
+            f.path,
+            bytes(f.bytes)
+        );
+    }
+    let _ = match &s.snapshot {
+        Some(snap) => writeln!(
+            out,
+            "snapshot    {} ({}, written {} ago, schema version {})",
+            snap.path,
+            bytes(snap.bytes),
+            snap.age,
+            snap.version.map_or("unknown".to_owned(), |v| v.to_string())
+        ),
+        None => writeln!(out, "snapshot    none"),
+    };
+    let _ = match (&s.marker, &s.marker_error) {
+        (Some(m), _) => writeln!(
+            out,
+            "marker      a migration {} -> {} started at {} by process {} did not finish",
+            m.from, m.to, m.started_at, m.pid
+        ),
+        (None, Some(e)) => writeln!(out, "marker      unreadable: {e}"),
+        (None, None) => writeln!(out, "marker      none (no migration in flight)"),
+    };
+    if s.quarantine.is_empty() {
+        let _ = writeln!(out, "quarantine  empty");
+    }
+    for set in &s.quarantine {
+        let _ = writeln!(
+            out,
+            "quarantine  set {} ({} files, {})",
+            set.id,
+            set.files.len(),
+            bytes(set.bytes)
+        );
+    }
+    let _ = match (s.lock_held, s.lock_holder_pid) {
+        (false, _) => writeln!(out, "lock        free"),
+        (true, Some(pid)) => writeln!(out, "lock        held by process {pid}"),
+        (true, None) => writeln!(out, "lock        held by another process"),
+    };
+    let schema = &s.schema;
+    let _ = match (&schema.error, schema.version, schema.top) {
+        (Some(e), _, _) => writeln!(out, "schema      cannot be read: {e}"),
+        (None, v, Some(top)) => writeln!(
+            out,
+            "schema      version {} of {top}; pending: {}; drift: {}",
+            v.unwrap_or(0),
+            list(&schema.pending),
+            list(&schema.drift)
+        ),
+        (None, v, None) => writeln!(
+            out,
+            "schema      version {} (pass --migrations DIR to compare with the ladder)",
+            v.map_or("unknown".to_owned(), |v| v.to_string())
+        ),
+    };
+    out
+}
+
+fn list(v: &[u32]) -> String {
+    if v.is_empty() {
+        "none".to_owned()
+    } else {
+        v.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+    }
+}
+
+// ---------------------------------------------------------------------------
+
+/// What `check` found.
+#[derive(Debug, Serialize)]
+struct Verdict {
+    /// `healthy`, `migrate`, `recover` or `refuse`.
+    verdict: &'static str,
+    /// What `migrate` would do, in words.
+    would: Vec<String>,
+    /// What that would lose, in words.
+    would_lose: String,
+    /// The report of the open run on the copy, with the real paths.
+    report: Option<serde_json::Value>,
+    /// The error the open on the copy ended with.
+    error: Option<String>,
+}
+
+/// `sysdb check`: run the whole open flow on a copy and say what happened.
+pub fn check(global: &Global) -> Result<u8, Error> {
+    let paths = global.paths()?;
+    let ladder = global.require_ladder()?;
+    if let Some(pid) = sysdb::lock_holder(&paths) {
+        // A copy taken while another process works on the files may be torn.
+        return Err(sysdb::Error::Locked {
+            path: paths.lock(),
+            pid,
+            waited: Duration::ZERO,
+        }
+        .into());
+    }
+    let tmp =
+        tempfile::tempdir().map_err(Error::io("creating a temporary folder for", paths.dir()))?;
+    let scratch = Utf8PathBuf::try_from(tmp.path().to_owned())
+        .map_err(|e| Error::Refused(format!("the temporary folder is not UTF-8: {e}")))?;
+    let copy = copy_state(&paths, &scratch)?;
+    let options = OpenOptions {
+        lock_wait: Duration::ZERO,
+        ..OpenOptions::default()
+    };
+    let result = SystemDb::open(&copy, &ladder, &options);
+    let real = |text: &str| text.replace(copy.dir().as_str(), paths.dir().as_str());
+    let verdict = match &result {
+        Ok(db) => {
+            let report = db.report();
+            let mut would = Vec::new();
+            let mut would_lose = "nothing".to_owned();
+            let verdict = if let Some(restored) = &report.restored {
+                for m in &report.quarantined {
+                    would.push(real(&format!("set aside {} ({})", m.from, bytes(m.bytes))));
+                }
+                match restored.source {
+                    RestoreSource::DatabaseAtLastCheckpoint => {
+                        would.push("restore the database file at its last checkpoint".to_owned());
+                        would_lose = format!(
+                            "the commits in the write-ahead log set aside ({}), which DuckDB cannot replay; they stay in quarantine",
+                            bytes(report.wal_bytes_set_aside)
+                        );
+                    }
+                    RestoreSource::Snapshot => {
+                        let age = restored
+                            .snapshot_age_secs
+                            .map_or("unknown".to_owned(), |s| {
+                                humantime::format_duration(Duration::from_secs(s)).to_string()
+                            });
+                        would.push(format!(
+                            "restore the pre-migrate snapshot, written {age} ago"
+                        ));
+                        would_lose = format!(
+                            "every write made after the snapshot was taken ({age} ago); the unreadable files stay in quarantine"
+                        );
+                    }
+                }
+                "recover"
+            } else if report.migration.is_some() {
+                "migrate"
+            } else {
+                "healthy"
+            };
+            if let Some(m) = &report.migration {
+                let steps: Vec<String> = m
+                    .steps
+                    .iter()
+                    .map(|s| format!("{} {}", s.version, s.name))
+                    .collect();
+                would.push(format!(
+                    "migrate from version {} to {} ({}), after a new pre-migrate snapshot",
+                    m.from,
+                    m.to,
+                    steps.join(", ")
+                ));
+            }
+            if would.is_empty() {
+                would.push("nothing: the database opens at the ladder's top".to_owned());
+            }
+            let value = serde_json::to_value(report).unwrap_or_default();
+            let value = serde_json::from_str(&real(&value.to_string())).unwrap_or_default();
+            Verdict {
+                verdict,
+                would,
+                would_lose,
+                report: Some(value),
+                error: None,
+            }
+        }
+        Err(e) => Verdict {
+            verdict: "refuse",
+            would: vec![
+                "refuse to open, and leave every file as it is".to_owned(),
+                real(&e.to_string()),
+            ],
+            would_lose: "nothing; the service cannot start until an operator acts".to_owned(),
+            report: None,
+            error: Some(real(&e.to_string())),
+        },
+    };
+    drop(result);
+    emit(global, &verdict, |v| {
+        let mut out = format!("{}: {}\n", paths.db(), v.verdict);
+        for line in &v.would {
+            let _ = writeln!(out, "  would {line}");
+        }
+        let _ = writeln!(out, "  would lose: {}", v.would_lose);
+        if v.verdict == "refuse" {
+            let _ = writeln!(
+                out,
+                "  next: see `sysdb status`; `sysdb recover --drop-wal` or `--from-snapshot` act by hand"
+            );
+        } else if v.verdict != "healthy" {
+            let _ = writeln!(out, "  next: `sysdb migrate` does this for real");
+        }
+        out
+    });
+    Ok(match verdict.verdict {
+        "healthy" => 0,
+        "migrate" => 10,
+        "recover" => 11,
+        _ => 12,
+    })
+}
+
+/// Copy the database, its sidecars, snapshot and marker into `scratch`;
+/// quarantine sets are represented by empty files of the same names (the
+/// open only needs to know they exist).
+fn copy_state(paths: &Paths, scratch: &Utf8Path) -> Result<Paths, Error> {
+    let copy = Paths::for_db(scratch.join(paths.files().name()))?;
+    let mut pairs = vec![
+        (paths.db().to_owned(), copy.db().to_owned()),
+        (paths.snapshot(), copy.snapshot()),
+    ];
+    pairs.extend(
+        paths
+            .files()
+            .sidecars()
+            .into_iter()
+            .zip(copy.files().sidecars()),
+    );
+    for (from, to) in pairs {
+        if from.exists() {
+            crate::out::note(&format!("copying {from} to a temporary folder"));
+            fs_err::copy(&from, &to).map_err(Error::io("copying", &from))?;
+        }
+    }
+    if let Ok(Some(mut marker)) = Marker::read(&paths.marker()) {
+        if marker.snapshot == paths.snapshot() {
+            marker.snapshot = copy.snapshot();
+        }
+        let text = serde_json::to_string(&marker).unwrap_or_default();
+        fs_err::write(copy.marker(), text).map_err(Error::io("copying", &paths.marker()))?;
+    } else if paths.marker().exists() {
+        fs_err::copy(paths.marker(), copy.marker())
+            .map_err(Error::io("copying", &paths.marker()))?;
+    }
+    for set in sysdb_snapshot::list(paths.files())? {
+        for (file, _) in set.files {
+            if let Some(name) = file.file_name() {
+                fs_err::write(scratch.join(name), b"").map_err(Error::io("marking", &file))?;
+            }
+        }
+    }
+    Ok(copy)
+}

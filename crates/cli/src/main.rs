@@ -1,0 +1,160 @@
+//! `sysdb`: the operator's command for a service's DuckDB system database.
+
+mod commands;
+mod drill;
+mod error;
+mod inspect;
+mod out;
+
+use std::process::ExitCode;
+
+use camino::Utf8PathBuf;
+use clap::{Args, Parser, Subcommand};
+
+use crate::error::Error;
+
+pub(crate) const EXIT_CODES: &str = "\
+Exit codes:
+  0   success; for `check`: healthy, nothing to do
+  1   the command failed (the message names the path and the next step)
+  2   usage error, or a confirmation was refused
+  3   another process holds the database (its pid is named)
+  10  check: the open would run migrations
+  11  check: the open would recover (set files aside and restore)
+  12  check: the open would refuse; an operator must act";
+
+/// Inspect, migrate and recover a service's DuckDB system database.
+///
+/// The database is `$DATA_DIR/state/system.duckdb` unless `--data-dir` or
+/// `--db` says otherwise. Nothing is ever deleted: files set aside go to
+/// `system.duckdb.broken.<UTC stamp>*` beside the database.
+#[derive(Debug, Parser)]
+#[command(name = "sysdb", version, after_help = EXIT_CODES)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// The service's data folder; the database is `DIR/state/system.duckdb`
+    #[arg(long, global = true, value_name = "DIR", env = "DATA_DIR")]
+    data_dir: Option<Utf8PathBuf>,
+    /// The database file itself (instead of --data-dir)
+    #[arg(long, global = true, value_name = "FILE", conflicts_with = "data_dir")]
+    db: Option<Utf8PathBuf>,
+    /// The folder of migrations, `NNNN_name.sql` files
+    #[arg(long, global = true, value_name = "DIR")]
+    migrations: Option<Utf8PathBuf>,
+    /// Print JSON for machines instead of text
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show the files, the snapshot, the intent marker, quarantine, the lock
+    /// holder and the schema version; changes no file
+    #[command(after_help = EXIT_CODES)]
+    Status,
+    /// Say what `migrate` would do, and what it would lose, by running it on
+    /// a copy of the files in a temporary folder; changes no file
+    #[command(after_help = EXIT_CODES)]
+    Check,
+    /// Open the database the way the service does: recover if it may,
+    /// migrate to the top of --migrations, and print the report
+    #[command(after_help = EXIT_CODES)]
+    Migrate,
+    /// Recover by hand where `migrate` refuses: set the database and its
+    /// sidecars aside, then restore
+    #[command(after_help = EXIT_CODES)]
+    Recover(commands::RecoverArgs),
+    /// Take or verify the pre-migrate snapshot
+    #[command(subcommand, after_help = EXIT_CODES)]
+    Snapshot(commands::SnapshotCommand),
+    /// List or prune the sets of files set aside
+    #[command(subcommand, after_help = EXIT_CODES)]
+    Quarantine(commands::QuarantineCommand),
+    /// Demonstrate (and test) the crash and the recovery in a scratch folder
+    #[command(after_help = EXIT_CODES)]
+    Drill(drill::DrillArgs),
+    /// The child process of the drill (internal)
+    #[command(hide = true)]
+    DrillChild {
+        /// The database the child migrates and then is killed in
+        db: Utf8PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = cli.global.json;
+    let result = match cli.command {
+        Command::Status => inspect::status(&cli.global),
+        Command::Check => inspect::check(&cli.global),
+        Command::Migrate => commands::migrate(&cli.global),
+        Command::Recover(args) => commands::recover(&cli.global, &args),
+        Command::Snapshot(cmd) => commands::snapshot(&cli.global, &cmd),
+        Command::Quarantine(cmd) => commands::quarantine(&cli.global, &cmd),
+        Command::Drill(args) => drill::run(&cli.global, &args),
+        Command::DrillChild { db } => drill::child(&db),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            if json {
+                let value = serde_json::json!({
+                    "error": e.to_string(),
+                    "hint": e.hint(),
+                    "exit_code": e.exit_code(),
+                });
+                println!("{value}");
+            } else {
+                eprintln!("error: {e}");
+                if let Some(hint) = e.hint() {
+                    eprintln!("hint: {hint}");
+                }
+            }
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+impl Global {
+    /// The database's paths.
+    pub fn paths(&self) -> Result<sysdb::Paths, Error> {
+        match (&self.db, &self.data_dir) {
+            (Some(db), _) => Ok(sysdb::Paths::for_db(db.clone())?),
+            (None, Some(dir)) => Ok(sysdb::Paths::from_data_dir(dir)?),
+            (None, None) => Err(Error::Usage(
+                "no database named: pass --data-dir DIR (or set DATA_DIR) or --db FILE".to_owned(),
+            )),
+        }
+    }
+
+    /// The ladder, when --migrations names one.
+    pub fn ladder(&self) -> Result<Option<sysdb::Ladder>, Error> {
+        self.migrations
+            .as_ref()
+            .map(|dir| sysdb::Ladder::from_dir(dir).map_err(Error::from))
+            .transpose()
+    }
+
+    /// The ladder, which this command needs.
+    pub fn require_ladder(&self) -> Result<sysdb::Ladder, Error> {
+        self.ladder()?.ok_or_else(|| {
+            Error::Usage(
+                "this command needs the migrations: pass --migrations DIR (a folder of NNNN_name.sql files)"
+                    .to_owned(),
+            )
+        })
+    }
+
+    /// Whether output is JSON.
+    pub fn json(&self) -> bool {
+        self.json
+    }
+}

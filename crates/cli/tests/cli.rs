@@ -1,0 +1,363 @@
+//! The `sysdb` binary end to end, on fresh folders and on copies of the
+//! fixtures that real crashes left.
+
+use std::process::{Command, Output, Stdio};
+
+use camino::{Utf8Path, Utf8PathBuf};
+use sysdb_tests::{folder_digest, Manifest};
+
+fn sysdb(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sysdb"))
+        .args(args)
+        .env_remove("DATA_DIR")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run sysdb")
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().expect("an exit code")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(out)))
+}
+
+fn root() -> Utf8PathBuf {
+    Utf8Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .and_then(Utf8Path::parent)
+        .expect("workspace root")
+        .to_owned()
+}
+
+fn migrations() -> String {
+    root().join("fixtures/migrations").to_string()
+}
+
+/// A data folder holding a copy of the fixture's state folder.
+fn fixture_copy(scenario: &str, tmp: &Utf8Path) -> (Manifest, Utf8PathBuf) {
+    let dir = root().join("fixtures").join(scenario);
+    let manifest: Manifest =
+        serde_json::from_str(&fs_err::read_to_string(dir.join("manifest.json")).expect("read"))
+            .expect("manifest");
+    let state = tmp.join("data/state");
+    fs_err::create_dir_all(&state).expect("state");
+    for f in &manifest.files {
+        fs_err::copy(dir.join(f), state.join(f)).expect("copy");
+    }
+    (manifest, tmp.join("data"))
+}
+
+fn scenarios() -> Vec<String> {
+    let mut names: Vec<String> = fs_err::read_dir(root().join("fixtures"))
+        .expect("fixtures")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.join("manifest.json").exists())
+        .map(|p| p.file_name().expect("name").to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+fn temp() -> (tempfile::TempDir, Utf8PathBuf) {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let path = Utf8PathBuf::try_from(tmp.path().to_owned()).expect("utf-8");
+    (tmp, path)
+}
+
+#[test]
+fn every_command_has_help_and_the_exit_codes_are_documented() {
+    let out = sysdb(&["--help"]);
+    assert_eq!(code(&out), 0);
+    let help = text(&out);
+    for word in [
+        "status",
+        "check",
+        "migrate",
+        "recover",
+        "snapshot",
+        "quarantine",
+        "drill",
+        "Exit codes",
+        "--json",
+        "--data-dir",
+        "--db",
+        "--migrations",
+    ] {
+        assert!(help.contains(word), "{word} missing from --help:\n{help}");
+    }
+    for cmd in [
+        vec!["status"],
+        vec!["check"],
+        vec!["migrate"],
+        vec!["recover"],
+        vec!["snapshot", "take"],
+        vec!["snapshot", "verify"],
+        vec!["quarantine", "list"],
+        vec!["quarantine", "prune"],
+        vec!["drill"],
+    ] {
+        let mut args = cmd.clone();
+        args.push("--help");
+        let out = sysdb(&args);
+        assert_eq!(code(&out), 0, "{cmd:?} --help");
+        assert!(text(&out).contains("Exit codes"), "{cmd:?} --help");
+    }
+    let out = sysdb(&["status"]);
+    assert_eq!(code(&out), 2, "no database named: {}", text(&out));
+    assert!(text(&out).contains("--data-dir"), "{}", text(&out));
+}
+
+#[test]
+fn the_drill_passes_with_a_small_table() {
+    let out = sysdb(&["drill", "--rows", "2000"]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(text(&out).contains("drill passed"), "{}", text(&out));
+
+    let (_tmp, dir) = temp();
+    let kept = dir.join("drill");
+    let out = sysdb(&["drill", "--rows", "500", "--dir", kept.as_str(), "--json"]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let value = json(&out);
+    assert_eq!(value["ok"], true);
+    assert_eq!(
+        value["report"]["restored"]["source"],
+        "database-at-last-checkpoint"
+    );
+    assert!(
+        value["duckdb_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("replaying WAL")),
+        "{value}"
+    );
+    assert!(kept.join("state/system.duckdb").exists());
+    // A non-empty folder is refused.
+    let out = sysdb(&["drill", "--dir", kept.as_str()]);
+    assert_eq!(code(&out), 2, "{}", text(&out));
+}
+
+/// What `check` must say for each fixture outcome, and its exit code.
+fn expected_verdict(manifest: &Manifest) -> (&'static str, i32) {
+    match manifest.expect.outcome.as_str() {
+        "recovered" => ("recover", 11),
+        "refused" => ("refuse", 12),
+        _ if manifest.scenario == "mid-ladder-kill" => ("migrate", 10),
+        _ => ("healthy", 0),
+    }
+}
+
+#[test]
+fn check_and_status_change_nothing_and_check_agrees_with_migrate_on_every_fixture() {
+    let scenarios = scenarios();
+    assert!(scenarios.len() >= 12, "{scenarios:?}");
+    for scenario in scenarios {
+        let (_tmp, tmp) = temp();
+        let (manifest, data) = fixture_copy(&scenario, &tmp);
+        let state = data.join("state");
+        let before = folder_digest(&state);
+        let args = ["--data-dir", data.as_str(), "--migrations", &migrations()];
+
+        let status = sysdb(&[&args[..], &["status", "--json"]].concat());
+        assert_eq!(code(&status), 0, "{scenario}: {}", text(&status));
+        let status = json(&status);
+        assert_eq!(status["lock_held"], false, "{scenario}");
+
+        let check = sysdb(&[&args[..], &["check", "--json"]].concat());
+        let (verdict, exit) = expected_verdict(&manifest);
+        assert_eq!(code(&check), exit, "{scenario}: {}", text(&check));
+        assert_eq!(json(&check)["verdict"], verdict, "{scenario}");
+        assert_eq!(
+            folder_digest(&state),
+            before,
+            "{scenario}: status or check changed a file"
+        );
+
+        let migrate = sysdb(&[&args[..], &["migrate", "--json"]].concat());
+        if verdict == "refuse" {
+            assert_ne!(code(&migrate), 0, "{scenario}: {}", text(&migrate));
+            assert_eq!(
+                folder_digest(&state),
+                before,
+                "{scenario}: a refusal changed a file"
+            );
+        } else {
+            assert_eq!(code(&migrate), 0, "{scenario}: {}", text(&migrate));
+            let report = json(&migrate);
+            assert_eq!(
+                report["restored"].is_null(),
+                verdict != "recover",
+                "{scenario}: check and migrate disagree: {report}"
+            );
+            let again = sysdb(&[&args[..], &["check"]].concat());
+            assert_eq!(code(&again), 0, "{scenario}: {}", text(&again));
+        }
+    }
+}
+
+#[test]
+fn recover_by_hand_sets_everything_aside_and_deletes_nothing() {
+    // A corrupt main file: restore the snapshot.
+    let (_tmp, tmp) = temp();
+    let (_, data) = fixture_copy("corrupt-block", &tmp);
+    let state = data.join("state");
+    let before = folder_digest(&state);
+    let args = ["--data-dir", data.as_str(), "--migrations", &migrations()];
+
+    // `migrate` refuses, naming the path and the next step.
+    let out = sysdb(&[&args[..], &["migrate"]].concat());
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    assert!(text(&out).contains(state.as_str()), "{}", text(&out));
+    assert!(
+        text(&out).contains("hint: `sysdb status`"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        text(&out).contains("recover --from-snapshot"),
+        "{}",
+        text(&out)
+    );
+
+    // Without --yes and without a terminal to ask on, nothing happens.
+    let out = sysdb(&[&args[..], &["recover", "--from-snapshot"]].concat());
+    assert_eq!(code(&out), 2, "{}", text(&out));
+    assert!(text(&out).contains("--yes"), "{}", text(&out));
+    assert_eq!(folder_digest(&state), before);
+
+    let out = sysdb(&[&args[..], &["recover", "--from-snapshot", "--yes"]].concat());
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(text(&out).contains("set aside"), "{}", text(&out));
+    let after: Vec<String> = folder_digest(&state).into_values().collect();
+    for (file, digest) in &before {
+        assert!(after.contains(digest), "{file} is gone");
+    }
+    let out = sysdb(&[&args[..], &["migrate"]].concat());
+    assert_eq!(code(&out), 0, "{}", text(&out));
+
+    // A WAL that does not replay and no snapshot: drop the WAL.
+    let (_tmp, tmp) = temp();
+    let (manifest, data) = fixture_copy("wal-replay-no-snapshot", &tmp);
+    let state = data.join("state");
+    let before = folder_digest(&state);
+    let args = ["--data-dir", data.as_str(), "--migrations", &migrations()];
+    let out = sysdb(&[&args[..], &["migrate", "--json"]].concat());
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    assert!(
+        json(&out)["hint"]
+            .as_str()
+            .is_some_and(|h| h.contains("recover --drop-wal")),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(folder_digest(&state), before);
+    let out = sysdb(&[&args[..], &["recover", "--drop-wal", "--yes", "--json"]].concat());
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(json(&out)["version"], 26);
+    let after: Vec<String> = folder_digest(&state).into_values().collect();
+    for (file, digest) in &before {
+        assert!(after.contains(digest), "{file} is gone");
+    }
+    let out = sysdb(&[&args[..], &["migrate", "--json"]].concat());
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(json(&out)["migration"]["to"], 27);
+    assert!(manifest.expect.class.is_some());
+
+    let out = sysdb(&["--data-dir", data.as_str(), "quarantine", "list", "--json"]);
+    assert_eq!(code(&out), 0);
+    assert_eq!(json(&out).as_array().map(Vec::len), Some(1));
+}
+
+#[test]
+fn snapshots_and_quarantine_on_a_fresh_folder() {
+    let (_tmp, tmp) = temp();
+    let data = tmp.join("data");
+    let args = ["--data-dir", data.as_str(), "--migrations", &migrations()];
+    let out = sysdb(&[&args[..], &["migrate"]].concat());
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(text(&out).contains("migration: 0 -> 27"), "{}", text(&out));
+
+    let out = sysdb(&[&args[..], &["snapshot", "take", "--json"]].concat());
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(json(&out)["version"], 27);
+    let out = sysdb(&[&args[..], &["snapshot", "verify"]].concat());
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(text(&out).contains("schema version 27"), "{}", text(&out));
+
+    let out = sysdb(&[&args[..], &["check"]].concat());
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let out = sysdb(&[&args[..], &["status"]].concat());
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let human = text(&out).replace(tmp.as_str(), "[tmp]");
+    let human: Vec<String> = human
+        .lines()
+        .map(|l| match l.split_once(" (") {
+            Some((head, _)) if l.starts_with("database") || l.starts_with("snapshot") => {
+                format!("{head} (…)")
+            }
+            _ => l.to_owned(),
+        })
+        .collect();
+    insta::assert_snapshot!(human.join("\n"));
+
+    let out = sysdb(&[
+        "--data-dir",
+        data.as_str(),
+        "quarantine",
+        "prune",
+        "--keep",
+        "0",
+    ]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(text(&out).contains("no quarantine sets"), "{}", text(&out));
+}
+
+#[test]
+fn a_held_lock_is_exit_code_3_with_the_holder_named() {
+    let (_tmp, tmp) = temp();
+    let data = tmp.join("data");
+    let paths = sysdb::Paths::from_data_dir(&data).expect("paths");
+    let _held = sysdb::lock(&paths, std::time::Duration::ZERO).expect("lock");
+    let out = sysdb(&[
+        "--data-dir",
+        data.as_str(),
+        "--migrations",
+        &migrations(),
+        "check",
+    ]);
+    assert_eq!(code(&out), 3, "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("process {}", std::process::id())),
+        "{}",
+        text(&out)
+    );
+    let out = sysdb(&["--data-dir", data.as_str(), "status", "--json"]);
+    assert_eq!(json(&out)["lock_holder_pid"], std::process::id());
+}
+
+#[test]
+fn check_explains_a_recovery_in_words_and_in_json() {
+    let (_tmp, tmp) = temp();
+    let (_, data) = fixture_copy("wal-replay-ddl", &tmp);
+    let args = ["--data-dir", data.as_str(), "--migrations", &migrations()];
+    let out = sysdb(&[&args[..], &["check"]].concat());
+    assert_eq!(code(&out), 11, "{}", text(&out));
+    insta::assert_snapshot!(
+        "check_human",
+        String::from_utf8_lossy(&out.stdout).replace(tmp.as_str(), "[tmp]")
+    );
+    let out = sysdb(&[&args[..], &["check", "--json"]].concat());
+    assert_eq!(code(&out), 11, "{}", text(&out));
+    insta::assert_snapshot!(
+        "check_json",
+        sysdb_tests::redacted(json(&out), tmp.as_str())
+    );
+}
