@@ -62,6 +62,24 @@ pub struct Expect {
     pub duckdb_rewrites_wal: bool,
 }
 
+/// The calling package's folder, as cargo names it when it runs the
+/// program (`cargo run`, `cargo test`), falling back to the one it was
+/// compiled in. The run-time value matters: a build shared between two
+/// checkouts (one target folder) would otherwise point into whichever
+/// checkout compiled it.
+#[macro_export]
+macro_rules! manifest_dir {
+    () => {
+        $crate::run_time_manifest_dir(env!("CARGO_MANIFEST_DIR"))
+    };
+}
+
+/// See [`manifest_dir!`].
+pub fn run_time_manifest_dir(compiled: &str) -> camino::Utf8PathBuf {
+    std::env::var("CARGO_MANIFEST_DIR")
+        .map_or_else(|_| camino::Utf8PathBuf::from(compiled), Into::into)
+}
+
 /// A class as manifests write it: `wal-replay (ddl)`, `corrupt-database`.
 pub fn describe(class: ErrorClass) -> String {
     match class {

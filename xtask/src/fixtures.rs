@@ -430,7 +430,7 @@ fn truncate_until_refused(db: &Utf8Path) -> Result<(u64, u64), String> {
 // Generation and checking.
 
 fn root() -> Utf8PathBuf {
-    Utf8Path::new(env!("CARGO_MANIFEST_DIR"))
+    sysdb_tests::manifest_dir!()
         .parent()
         .map_or_else(|| Utf8PathBuf::from("."), Utf8Path::to_owned)
 }

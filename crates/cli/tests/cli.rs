@@ -32,7 +32,7 @@ fn json(out: &Output) -> serde_json::Value {
 }
 
 fn root() -> Utf8PathBuf {
-    Utf8Path::new(env!("CARGO_MANIFEST_DIR"))
+    sysdb_tests::manifest_dir!()
         .parent()
         .and_then(Utf8Path::parent)
         .expect("workspace root")

@@ -11,7 +11,7 @@ use sysdb_errclass::classify_error;
 use sysdb_tests::{describe, folder_digest, redacted, Manifest, GENERATED};
 
 fn fixtures() -> Utf8PathBuf {
-    Utf8Path::new(env!("CARGO_MANIFEST_DIR"))
+    sysdb_tests::manifest_dir!()
         .parent()
         .expect("workspace root")
         .join("fixtures")

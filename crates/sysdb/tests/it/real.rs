@@ -151,7 +151,7 @@ fn a_real_sqlite_file_touches_nothing() {
     let dir = StateDir::new();
     let paths = dir.paths();
     at_v26_with_snapshot(&paths, 10);
-    let sqlite = Utf8Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/data/foreign.sqlite");
+    let sqlite = sysdb_tests::manifest_dir!().join("tests/it/data/foreign.sqlite");
     fs_err::copy(sqlite, paths.db()).expect("copy the SQLite file");
     let before = folder_digest(&dir.state());
 
@@ -163,15 +163,23 @@ fn a_real_sqlite_file_touches_nothing() {
     assert_eq!(folder_digest(&dir.state()), before, "a file changed");
 }
 
-#[test]
-fn two_processes_opening_after_a_crash_recover_exactly_once() {
+/// `n` processes open the folder at the same moment, after a crash
+/// mid-migration or on a healthy database: every one ends with the whole
+/// database at the top version, one after the other under the open lock;
+/// exactly one recovers and migrates after a crash, none otherwise.
+fn race(n: usize, crashed: bool) {
     let dir = StateDir::new();
     let paths = dir.paths();
     at_v26_with_snapshot(&paths, 1000);
-    crash_in_step_27(&paths);
+    if crashed {
+        crash_in_step_27(&paths);
+    } else {
+        drop(open(&paths).expect("migrate to the top before the race"));
+    }
+    let before = folder_digest(&dir.state());
 
-    let mut children: Vec<_> = (0..2).map(|_| spawn_child("open", &dir.data)).collect();
-    let mut recoveries = 0;
+    let mut children: Vec<_> = (0..n).map(|_| spawn_child("open", &dir.data)).collect();
+    let (mut recoveries, mut migrations) = (0, 0);
     for child in &mut children {
         let line = wait_for(child, "opened");
         let mut parts = line.splitn(3, ' ');
@@ -180,16 +188,47 @@ fn two_processes_opening_after_a_crash_recover_exactly_once() {
         let report: serde_json::Value =
             serde_json::from_str(parts.next().expect("report")).expect("report JSON");
         assert_eq!((version, rows), (i64::from(SCHEMA_VERSION), 1000));
-        if !report["restored"].is_null() {
-            recoveries += 1;
-        }
+        recoveries += usize::from(!report["restored"].is_null());
+        migrations += usize::from(!report["migration"].is_null());
     }
     for mut child in children {
         assert!(child.wait().expect("reap").success());
     }
-    assert_eq!(recoveries, 1, "exactly one process recovers");
     let sets = sysdb_snapshot::list(paths.files()).expect("list quarantine");
-    assert_eq!(sets.len(), 1, "{sets:?}");
+    if crashed {
+        assert_eq!(
+            (recoveries, migrations),
+            (1, 1),
+            "exactly one process recovers"
+        );
+        assert_eq!(sets.len(), 1, "{sets:?}");
+    } else {
+        assert_eq!((recoveries, migrations), (0, 0));
+        assert!(sets.is_empty(), "{sets:?}");
+        assert_eq!(
+            folder_digest(&dir.state()),
+            before,
+            "a healthy open changed a file"
+        );
+    }
+}
+
+#[test]
+fn two_processes_opening_after_a_crash_recover_exactly_once() {
+    race(2, true);
+}
+
+#[test]
+fn four_and_eight_processes_opening_after_a_crash_recover_exactly_once() {
+    race(4, true);
+    race(8, true);
+}
+
+#[test]
+fn two_four_and_eight_processes_opening_a_healthy_folder_change_nothing() {
+    race(2, false);
+    race(4, false);
+    race(8, false);
 }
 
 #[test]
