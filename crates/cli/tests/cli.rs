@@ -273,7 +273,33 @@ fn recover_by_hand_sets_everything_aside_and_deletes_nothing() {
 
     let out = sysdb(&["--data-dir", data.as_str(), "quarantine", "list", "--json"]);
     assert_eq!(code(&out), 0);
-    assert_eq!(json(&out).as_array().map(Vec::len), Some(1));
+    let sets = json(&out);
+    assert_eq!(sets.as_array().map(Vec::len), Some(1));
+    let files: Vec<String> = sets[0]["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .map(|f| f.as_str().expect("a path").to_owned())
+        .collect();
+    assert!(files.iter().all(|f| Utf8Path::new(f).exists()), "{files:?}");
+
+    // Pruning is the one deleting command: the set's files are gone after.
+    let out = sysdb(&[
+        "--data-dir",
+        data.as_str(),
+        "quarantine",
+        "prune",
+        "--keep",
+        "0",
+    ]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(text(&out).contains("deleted"), "{}", text(&out));
+    assert!(
+        files.iter().all(|f| !Utf8Path::new(f).exists()),
+        "{files:?}"
+    );
+    let out = sysdb(&["--data-dir", data.as_str(), "quarantine", "list", "--json"]);
+    assert_eq!(json(&out).as_array().map(Vec::len), Some(0));
 }
 
 #[test]
