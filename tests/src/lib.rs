@@ -160,6 +160,137 @@ pub fn redact_stamps(text: &str) -> String {
     out
 }
 
+/// One area of the reliability suite's results (`tests/tests/it/reliability`),
+/// written to [`reliability_dir`] and printed as a [`table`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tally {
+    /// The area (`kill matrix from v1`, `corruption`, …).
+    pub area: String,
+    /// The seed of its random choices.
+    pub seed: u64,
+    /// Whether it ran in the long mode.
+    pub long: bool,
+    /// States opened and checked.
+    pub scenarios: u64,
+    /// Processes killed.
+    pub kills: u64,
+    /// Files damaged.
+    pub corruptions: u64,
+    /// Faults injected.
+    pub faults: u64,
+    /// How the opens ended, by class, and how often.
+    pub classes: BTreeMap<String, u64>,
+    /// Every `unknown` error met, in full.
+    pub unknown: Vec<String>,
+    /// Every failure, with what reproduces it.
+    pub failures: Vec<String>,
+    /// Cases whose checks could not run (DuckDB took down the process that
+    /// read a damaged copy for the check).
+    pub skipped: u64,
+    /// Wall time.
+    pub millis: u64,
+}
+
+impl Tally {
+    /// An empty tally.
+    pub fn new(area: &str, seed: u64, long: bool) -> Self {
+        Self {
+            area: area.to_owned(),
+            seed,
+            long,
+            ..Self::default()
+        }
+    }
+}
+
+/// The cargo target folder holding this program (the first folder above it
+/// with cargo's `CACHEDIR.TAG`).
+pub fn target_dir() -> camino::Utf8PathBuf {
+    let exe = std::env::current_exe().expect("this program's path");
+    let target = exe
+        .ancestors()
+        .find(|dir| dir.join("CACHEDIR.TAG").exists())
+        .unwrap_or_else(|| exe.parent().expect("a folder"));
+    camino::Utf8PathBuf::try_from(target.to_owned()).expect("a UTF-8 target folder")
+}
+
+/// Where the reliability suite writes its tallies: `$SYSDB_RELIABILITY_DIR`,
+/// or `reliability/` in the [`target_dir`].
+pub fn reliability_dir() -> camino::Utf8PathBuf {
+    match std::env::var("SYSDB_RELIABILITY_DIR") {
+        Ok(dir) => dir.into(),
+        Err(_) => target_dir().join("reliability"),
+    }
+}
+
+/// The tallies as one table, with the classes seen and every failure.
+pub fn table(tallies: &[Tally]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<28} {:>9} {:>6} {:>11} {:>6} {:>7} {:>8} {:>8}  seed",
+        "area", "scenarios", "kills", "corruptions", "faults", "skipped", "failures", "seconds"
+    );
+    let mut classes: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut total = Tally::new("total", 0, false);
+    for t in tallies {
+        let _ = writeln!(
+            out,
+            "{:<28} {:>9} {:>6} {:>11} {:>6} {:>7} {:>8} {:>8.1}  {}{}",
+            t.area,
+            t.scenarios,
+            t.kills,
+            t.corruptions,
+            t.faults,
+            t.skipped,
+            t.failures.len(),
+            t.millis as f64 / 1000.0,
+            t.seed,
+            if t.long { " (long)" } else { "" }
+        );
+        for (class, n) in &t.classes {
+            *classes.entry(class).or_default() += n;
+        }
+        total.scenarios += t.scenarios;
+        total.kills += t.kills;
+        total.corruptions += t.corruptions;
+        total.faults += t.faults;
+        total.skipped += t.skipped;
+        total.millis += t.millis;
+        total.failures.extend(t.failures.iter().cloned());
+        total.unknown.extend(t.unknown.iter().cloned());
+    }
+    if tallies.len() > 1 {
+        let _ = writeln!(
+            out,
+            "{:<28} {:>9} {:>6} {:>11} {:>6} {:>7} {:>8} {:>8.1}",
+            "total",
+            total.scenarios,
+            total.kills,
+            total.corruptions,
+            total.faults,
+            total.skipped,
+            total.failures.len(),
+            total.millis as f64 / 1000.0
+        );
+    }
+    let _ = writeln!(out, "\nhow the opens ended:");
+    for (class, n) in classes {
+        let _ = writeln!(out, "  {n:>6}  {class}");
+    }
+    if !total.unknown.is_empty() {
+        let _ = writeln!(out, "\nunknown errors ({}):", total.unknown.len());
+        for u in &total.unknown {
+            let _ = writeln!(out, "  {u}");
+        }
+    }
+    for f in &total.failures {
+        let _ = writeln!(out, "FAILURE: {f}");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,6 +305,36 @@ mod tests {
             "wal-replay (ddl)"
         );
         assert_eq!(describe(ErrorClass::Truncated), "truncated");
+    }
+
+    #[test]
+    fn the_table_sums_areas_and_lists_classes_unknowns_and_failures() {
+        let mut a = Tally::new("kill matrix from v1", 7, false);
+        a.scenarios = 3;
+        a.kills = 2;
+        a.classes.insert("opened".to_owned(), 3);
+        let mut b = Tally::new("corruption", 7, true);
+        b.scenarios = 2;
+        b.corruptions = 4;
+        b.classes.insert("opened".to_owned(), 1);
+        b.classes.insert("refused: corrupt-database".to_owned(), 1);
+        b.unknown.push("IO Error: something new".to_owned());
+        b.failures.push("case 3: the open hung".to_owned());
+        let table = table(&[a, b]);
+        assert!(
+            table.contains(
+                "total                                5      2           4      0       0        1"
+            ),
+            "{table}"
+        );
+        assert!(table.contains("     4  opened"), "{table}");
+        assert!(
+            table.contains("     1  refused: corrupt-database"),
+            "{table}"
+        );
+        assert!(table.contains("  IO Error: something new"), "{table}");
+        assert!(table.contains("FAILURE: case 3: the open hung"), "{table}");
+        assert!(table.contains("(long)"), "{table}");
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Project automation, run as `cargo xtask <command>`.
 
+mod bench;
 mod crash;
 mod fixtures;
+mod reliability;
 mod sqlite;
 
 use std::process::ExitCode;
@@ -18,10 +20,25 @@ Commands:
   fixtures --check  regenerate into a temporary folder and compare the
                     manifests with fixtures/ (DuckDB files are not
                     byte-reproducible, so only manifests are compared)
+  reliability [--long] [--seed N]
+                    run the reliability suite (kills at every failpoint,
+                    nested kills of the recovery, random kills, corruption,
+                    file-system faults, races, the probe) and print its
+                    summary table; --long is the release-check mode
+                    (SYSDB_LONG=1), --seed repeats a run's random choices
+  reliability --report
+                    print the table of the last run (cargo test writes it)
+  bench [--quick]   time each path of sysdb beside its baseline (raw DuckDB
+                    open, cp + sync) at 16 MiB, 256 MiB and 1 GiB, 7
+                    alternating repetitions, in the release profile; prints a
+                    table and writes every sample to <target>/bench/latest.json.
+                    --quick: 16 MiB, 3 repetitions, in the profile at hand; it
+                    checks that the harness works, not the timings
   help              print this help
 
 Exit codes: 0 success; 1 a scenario could not be made, the pinned DuckDB no
-longer reproduces a failure, or fixtures/ is out of date; 2 usage error.
+longer reproduces a failure, fixtures/ is out of date, or the reliability
+suite failed; 2 usage error.
 ";
 
 fn main() -> ExitCode {
@@ -34,6 +51,22 @@ fn main() -> ExitCode {
         }
         ["fixtures"] => fixtures::generate(),
         ["fixtures", "--check"] => fixtures::check(),
+        ["reliability", "--report"] => reliability::report(),
+        ["bench"] => bench::run(false),
+        ["bench", "--quick"] => bench::run(true),
+        [bench::PEAK_CHILD, rest @ ..] => bench::peak_child(rest),
+        ["reliability", rest @ ..] => match rest {
+            [] => reliability::run(false, None),
+            ["--long"] => reliability::run(true, None),
+            ["--seed", seed] => reliability::run(false, Some(seed)),
+            ["--long", "--seed", seed] | ["--seed", seed, "--long"] => {
+                reliability::run(true, Some(seed))
+            }
+            _ => {
+                eprintln!("error: usage: cargo xtask reliability [--long] [--seed N] | --report");
+                return ExitCode::from(2);
+            }
+        },
         // The child half of a crash; see `crash.rs`.
         [crash::CHILD, rest @ ..] => crash::child(rest),
         _ => {

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use camino::Utf8PathBuf;
+use camino::{Utf8Path, Utf8PathBuf};
 use clap::{ArgGroup, Args, Subcommand};
 use serde::Serialize;
 use sysdb::{Connector, OpenOptions, Paths, SystemDb};
@@ -19,15 +19,47 @@ use crate::Global;
 const LOCK_WAIT: Duration = Duration::from_secs(10);
 
 /// `sysdb migrate`.
-pub fn migrate(global: &Global) -> Result<u8, Error> {
+/// `sysdb migrate`.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// When a write-ahead log waits, open the database first in a child
+    /// process (`sysdb probe-open`), so that a replay that aborts kills the
+    /// child and is recovered from like any replay failure
+    #[arg(long)]
+    probe: bool,
+    /// How long the probe child may take
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration, requires = "probe")]
+    probe_timeout: Duration,
+}
+
+pub fn migrate(global: &Global, args: &MigrateArgs) -> Result<u8, Error> {
     let paths = global.paths()?;
     let ladder = global.require_ladder()?;
+    let probe = match args.probe {
+        true => Some(sysdb::Probe {
+            program: std::env::current_exe().map_err(|e| {
+                Error::Refused(format!(
+                    "cannot find this sysdb binary to run it as the probe: {e}"
+                ))
+            })?,
+            args: vec!["probe-open".to_owned()],
+            timeout: args.probe_timeout,
+        }),
+        false => None,
+    };
     let options = OpenOptions {
         lock_wait: LOCK_WAIT,
+        probe,
         ..OpenOptions::default()
     };
     let db = SystemDb::open(&paths, &ladder, &options)?;
     emit(global, db.report(), |r| r.to_string());
+    Ok(0)
+}
+
+/// `sysdb probe-open`.
+pub fn probe_open(file: &Utf8Path) -> Result<u8, Error> {
+    sysdb::probe_open(file).map_err(Error::duck("opening", file))?;
     Ok(0)
 }
 

@@ -94,6 +94,7 @@ impl Error {
                 C::PermissionDenied | C::DiskFull | C::Io => "fix the file system (permissions, free space), then run the command again",
                 _ => "`sysdb check` says what an open would do; `sysdb status` shows the files",
             },
+            sysdb::Error::Probe { .. } => "the database was not opened in this process; `sysdb check` says what an open would do",
             sysdb::Error::Reopen { .. } => "the restored copy does not open either; `sysdb quarantine list` shows every file set aside, `sysdb status` the snapshot",
             _ => return None,
         })

@@ -6,7 +6,7 @@ use std::time::Duration;
 use camino::{Utf8Path, Utf8PathBuf};
 use duckdb::{AccessMode, Connection};
 use serde::Serialize;
-use sysdb::{Marker, OpenOptions, Paths, RestoreSource, SystemDb};
+use sysdb::{Marker, OpenOptions, Paths, Recovering, RestoreSource, SystemDb};
 
 use crate::error::Error;
 use crate::out::{age, bytes, emit};
@@ -53,8 +53,11 @@ struct Status {
     database_bytes: Option<u64>,
     sidecars: Vec<FileInfo>,
     snapshot: Option<SnapshotInfo>,
+    previous_snapshot: Option<SnapshotInfo>,
     marker: Option<Marker>,
     marker_error: Option<String>,
+    recovering: Option<Recovering>,
+    recovering_error: Option<String>,
     quarantine: Vec<SetInfo>,
     lock_held: bool,
     lock_holder_pid: Option<u32>,
@@ -116,16 +119,24 @@ pub fn status(global: &Global) -> Result<u8, Error> {
     let paths = global.paths()?;
     let ladder = global.ladder()?;
     let files = paths.files();
-    let snapshot = file_info(paths.snapshot()).map(|f| SnapshotInfo {
-        age: fs_err::metadata(&f.path)
-            .and_then(|m| m.modified())
-            .map(age)
-            .unwrap_or_default(),
-        version: open_read_only(&f.path).ok().and_then(|c| read_version(&c)),
-        path: f.path,
-        bytes: f.bytes,
-    });
+    let snapshot_info = |path| {
+        file_info(path).map(|f| SnapshotInfo {
+            age: fs_err::metadata(&f.path)
+                .and_then(|m| m.modified())
+                .map(age)
+                .unwrap_or_default(),
+            version: open_read_only(&f.path).ok().and_then(|c| read_version(&c)),
+            path: f.path,
+            bytes: f.bytes,
+        })
+    };
+    let snapshot = snapshot_info(paths.snapshot());
+    let previous_snapshot = snapshot_info(paths.previous_snapshot());
     let (marker, marker_error) = match Marker::read(&paths.marker()) {
+        Ok(m) => (m, None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    let (recovering, recovering_error) = match Recovering::read(&paths.recovering()) {
         Ok(m) => (m, None),
         Err(e) => (None, Some(e.to_string())),
     };
@@ -147,8 +158,11 @@ pub fn status(global: &Global) -> Result<u8, Error> {
         database_bytes: fs_err::metadata(paths.db()).ok().map(|m| m.len()),
         sidecars: files.sidecars().into_iter().filter_map(file_info).collect(),
         snapshot,
+        previous_snapshot,
         marker,
         marker_error,
+        recovering,
+        recovering_error,
         quarantine,
         lock_held: holder.is_some(),
         lock_holder_pid: holder.flatten(),
@@ -183,6 +197,16 @@ fn human_status(s: &Status) -> String {
         ),
         None => writeln!(out, "snapshot    none"),
     };
+    if let Some(snap) = &s.previous_snapshot {
+        let _ = writeln!(
+            out,
+            "previous    {} ({}, written {} ago, schema version {}; kept until a migration completes)",
+            snap.path,
+            bytes(snap.bytes),
+            snap.age,
+            snap.version.map_or("unknown".to_owned(), |v| v.to_string())
+        );
+    }
     let _ = match (&s.marker, &s.marker_error) {
         (Some(m), _) => writeln!(
             out,
@@ -191,6 +215,15 @@ fn human_status(s: &Status) -> String {
         ),
         (None, Some(e)) => writeln!(out, "marker      unreadable: {e}"),
         (None, None) => writeln!(out, "marker      none (no migration in flight)"),
+    };
+    let _ = match (&s.recovering, &s.recovering_error) {
+        (Some(r), _) => writeln!(
+            out,
+            "recovery    a recovery started at {} by process {} ({}) did not finish; the next open finishes it",
+            r.started_at, r.pid, r.class
+        ),
+        (None, Some(e)) => writeln!(out, "recovery    marker unreadable: {e}"),
+        (None, None) => Ok(()),
     };
     if s.quarantine.is_empty() {
         let _ = writeln!(out, "quarantine  empty");
@@ -376,9 +409,10 @@ pub fn check(global: &Global) -> Result<u8, Error> {
     })
 }
 
-/// Copy the database, its sidecars, snapshot and marker into `scratch`;
+/// Copy the database, its sidecars, snapshot and markers into `scratch`;
 /// quarantine sets are represented by empty files of the same names (the
-/// open only needs to know they exist).
+/// open only needs to know they exist), except the newest when a recovery
+/// is to be finished from it.
 fn copy_state(paths: &Paths, scratch: &Utf8Path) -> Result<Paths, Error> {
     let copy = Paths::for_db(scratch.join(paths.files().name()))?;
     let mut pairs = vec![
@@ -398,20 +432,28 @@ fn copy_state(paths: &Paths, scratch: &Utf8Path) -> Result<Paths, Error> {
             fs_err::copy(&from, &to).map_err(Error::io("copying", &from))?;
         }
     }
-    if let Ok(Some(mut marker)) = Marker::read(&paths.marker()) {
-        if marker.snapshot == paths.snapshot() {
-            marker.snapshot = copy.snapshot();
-        }
-        let text = serde_json::to_string(&marker).unwrap_or_default();
-        fs_err::write(copy.marker(), text).map_err(Error::io("copying", &paths.marker()))?;
-    } else if paths.marker().exists() {
+    // The marker names its snapshot by file name, size and checksum, so it
+    // holds for the copy as it is.
+    if paths.marker().exists() {
         fs_err::copy(paths.marker(), copy.marker())
             .map_err(Error::io("copying", &paths.marker()))?;
     }
-    for set in sysdb_snapshot::list(paths.files())? {
+    // A recovery that was killed is finished from the newest set: that one
+    // is copied whole.
+    let resuming = paths.recovering().exists();
+    if resuming {
+        fs_err::copy(paths.recovering(), copy.recovering())
+            .map_err(Error::io("copying", &paths.recovering()))?;
+    }
+    for (i, set) in sysdb_snapshot::list(paths.files())?.into_iter().enumerate() {
         for (file, _) in set.files {
             if let Some(name) = file.file_name() {
-                fs_err::write(scratch.join(name), b"").map_err(Error::io("marking", &file))?;
+                let to = scratch.join(name);
+                if resuming && i == 0 {
+                    fs_err::copy(&file, &to).map_err(Error::io("copying", &file))?;
+                } else {
+                    fs_err::write(&to, b"").map_err(Error::io("marking", &file))?;
+                }
             }
         }
     }

@@ -67,7 +67,7 @@ enum Command {
     /// Open the database the way the service does: recover if it may,
     /// migrate to the top of --migrations, and print the report
     #[command(after_help = EXIT_CODES)]
-    Migrate,
+    Migrate(commands::MigrateArgs),
     /// Recover by hand where `migrate` refuses: set the database and its
     /// sidecars aside, then restore
     #[command(after_help = EXIT_CODES)]
@@ -81,6 +81,14 @@ enum Command {
     /// Demonstrate (and test) the crash and the recovery in a scratch folder
     #[command(after_help = EXIT_CODES)]
     Drill(drill::DrillArgs),
+    /// Open FILE with DuckDB and close it, replaying its write-ahead log:
+    /// the child `migrate --probe` runs. Exit 0 when it opened, 1 with
+    /// DuckDB's error; a replay that aborts kills only this process
+    #[command(after_help = EXIT_CODES)]
+    ProbeOpen {
+        /// The database file
+        file: Utf8PathBuf,
+    },
     /// The child process of the drill (internal)
     #[command(hide = true)]
     DrillChild {
@@ -95,7 +103,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Status => inspect::status(&cli.global),
         Command::Check => inspect::check(&cli.global),
-        Command::Migrate => commands::migrate(&cli.global),
+        Command::Migrate(args) => commands::migrate(&cli.global, &args),
+        Command::ProbeOpen { file } => commands::probe_open(&file),
         Command::Recover(args) => commands::recover(&cli.global, &args),
         Command::Snapshot(cmd) => commands::snapshot(&cli.global, &cmd),
         Command::Quarantine(cmd) => commands::quarantine(&cli.global, &cmd),

@@ -87,6 +87,7 @@ fn every_command_has_help_and_the_exit_codes_are_documented() {
         "snapshot",
         "quarantine",
         "drill",
+        "probe-open",
         "Exit codes",
         "--json",
         "--data-dir",
@@ -105,6 +106,7 @@ fn every_command_has_help_and_the_exit_codes_are_documented() {
         vec!["quarantine", "list"],
         vec!["quarantine", "prune"],
         vec!["drill"],
+        vec!["probe-open"],
     ] {
         let mut args = cmd.clone();
         args.push("--help");
@@ -367,6 +369,43 @@ fn a_held_lock_is_exit_code_3_with_the_holder_named() {
     );
     let out = sysdb(&["--data-dir", data.as_str(), "status", "--json"]);
     assert_eq!(json(&out)["lock_holder_pid"], std::process::id());
+}
+
+#[test]
+fn migrate_with_the_probe_recovers_a_log_that_does_not_replay() {
+    let (_tmp, tmp) = temp();
+    let (manifest, data) = fixture_copy("wal-replay-ddl", &tmp);
+    let db = data.join("state/system.duckdb");
+
+    // The probe's child alone: DuckDB's error, exit 1, nothing recovered.
+    let out = sysdb(&["probe-open", db.as_str()]);
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    assert!(text(&out).contains("job_state"), "{}", text(&out));
+
+    let out = sysdb(&[
+        "migrate",
+        "--probe",
+        "--probe-timeout",
+        "2min",
+        "--json",
+        "--data-dir",
+        data.as_str(),
+        "--migrations",
+        &migrations(),
+    ]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let report = json(&out);
+    assert_eq!(report["probe"]["exited"]["code"], 1, "{report:#}");
+    assert_eq!(
+        report["restored"]["source"],
+        manifest.expect.restored_from.as_deref().unwrap_or_default()
+    );
+    assert_eq!(report["recovery_resumed"], serde_json::Value::Null);
+    assert!(!db.with_extension("duckdb.recovering").exists());
+
+    // On the recovered folder the probe opens, and says so.
+    let out = sysdb(&["probe-open", db.as_str()]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
 }
 
 #[test]

@@ -98,6 +98,9 @@ pub enum WalReplayCause {
     Undecodable,
     /// An extension needed to replay the log could not be loaded.
     ExtensionUnavailable,
+    /// The replay killed the process that attempted it (an abort or a crash
+    /// inside DuckDB, seen by a probe child); no message to classify.
+    ProcessAborted,
     /// Any other replay failure.
     Other,
 }
@@ -136,6 +139,7 @@ impl WalReplayCause {
             WalReplayCause::ChecksumMismatch => "checksum-mismatch",
             WalReplayCause::Undecodable => "undecodable",
             WalReplayCause::ExtensionUnavailable => "extension-unavailable",
+            WalReplayCause::ProcessAborted => "process-aborted",
             WalReplayCause::Other => "other",
         }
     }
@@ -151,6 +155,9 @@ impl fmt::Display for WalReplayCause {
             WalReplayCause::Undecodable => "the log's bytes could not be decoded",
             WalReplayCause::ExtensionUnavailable => {
                 "an extension needed to replay the log could not be loaded"
+            }
+            WalReplayCause::ProcessAborted => {
+                "the replay killed the process that attempted it (an abort or crash inside DuckDB)"
             }
             WalReplayCause::Other => "the replay failed for a reason DuckDB did not classify",
         })

@@ -42,6 +42,16 @@ use camino::Utf8PathBuf;
 pub use db::{Applied, ApplyOptions, Drift, Plan, Status, StepDone};
 pub use ladder::{checksum, Ladder, Step};
 
+/// The failpoints of [`Ladder::apply`], hit once per step, for crash tests
+/// built with the `failpoints` feature (the `fail` crate): before the
+/// step's `COMMIT`, after it (the step lives only in the write-ahead log),
+/// and after its `CHECKPOINT`.
+pub const FAILPOINTS: [&str; 3] = [
+    "schema::step::commit",
+    "schema::step::checkpoint",
+    "schema::step::done",
+];
+
 /// Everything that can go wrong with a ladder or while migrating.
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]

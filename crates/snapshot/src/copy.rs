@@ -6,7 +6,7 @@ use std::io::{self, Read};
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::names::DbFiles;
-use crate::{sync_dir, ClosedDb, Error, Result};
+use crate::{sync_dir, ClosedDb, Error, Moved, Result};
 
 /// Bytes copied between two progress reports (and two chances to stop).
 const CHUNK: u64 = 8 << 20;
@@ -97,6 +97,62 @@ pub fn take_with(db: &ClosedDb, progress: &mut dyn FnMut(Step)) -> Result<Copied
         &RealDisk,
         progress,
     )
+}
+
+/// Before a migration window replaces the snapshot: move it to
+/// `<db>.pre-migrate.previous`, unless a previous one is kept already
+/// (the last window did not complete, and the older snapshot is the one to
+/// keep). The previous snapshot stays until a window completes
+/// ([`forget_previous`]), so a window that snapshots a database whose
+/// damage only its migration finds never replaces the last good copy.
+///
+/// Returns the move, if one was made.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let path = camino::Utf8PathBuf::try_from(dir.path().join("system.duckdb"))?;
+/// use sysdb_snapshot::{forget_previous, keep_previous, take, ClosedDb, DbFiles};
+///
+/// std::fs::write(&path, b"v1")?;
+/// let db = ClosedDb::assume_closed(DbFiles::new(&path)?);
+/// take(&db)?;
+/// assert!(keep_previous(&db)?.is_some());
+/// std::fs::write(&path, b"v2")?;
+/// take(&db)?;
+/// assert!(keep_previous(&db)?.is_none(), "the older one stays");
+/// assert_eq!(std::fs::read(db.files().previous_snapshot())?, b"v1");
+/// assert!(forget_previous(db.files())?);
+/// # Ok(()) }
+/// ```
+pub fn keep_previous(db: &ClosedDb) -> Result<Option<Moved>> {
+    let files = db.files();
+    let (from, to) = (files.snapshot(), files.previous_snapshot());
+    let Ok(meta) = fs_err::symlink_metadata(&from) else {
+        return Ok(None);
+    };
+    if fs_err::symlink_metadata(&to).is_ok() {
+        return Ok(None);
+    }
+    io_point("snapshot::previous::rename")
+        .and_then(|()| rename_noreplace(&from, &to))
+        .map_err(|source| Error::Rename {
+            from: from.clone(),
+            to: to.clone(),
+            source,
+        })?;
+    sync_dir(files.dir())?;
+    Ok(Some(Moved {
+        from,
+        to,
+        bytes: meta.len(),
+    }))
+}
+
+/// A migration window completed: the previous snapshot kept by
+/// [`keep_previous`] is no longer needed. `Ok(false)` when there was none.
+pub fn forget_previous(files: &DbFiles) -> Result<bool> {
+    crate::remove_durably(&files.previous_snapshot())
 }
 
 /// Put the copy at `from` (a snapshot, or a quarantined database file) back
@@ -248,6 +304,7 @@ pub(crate) fn durable_copy(
         let mut reader = source.file().take(CHUNK);
         loop {
             reader.set_limit(CHUNK);
+            io_point("snapshot::copy::write").map_err(copy_error)?;
             let n = disk
                 .copy_chunk(&mut reader, &mut out.file())
                 .map_err(copy_error)?;
@@ -266,17 +323,19 @@ pub(crate) fn durable_copy(
         CopyMethod::Stream
     };
 
-    out.sync_all().map_err(|source| Error::Sync {
-        path: temp.clone(),
-        source,
-    })?;
+    io_point("snapshot::copy::sync")
+        .and_then(|()| out.sync_all())
+        .map_err(|source| Error::Sync {
+            path: temp.clone(),
+            source,
+        })?;
     drop(out);
     progress(Step::Synced);
 
-    let renamed = match replace {
+    let renamed = io_point("snapshot::copy::rename").and_then(|()| match replace {
         Replace::Allow => fs_err::rename(&temp, dest),
         Replace::Never => rename_noreplace(&temp, dest),
-    };
+    });
     renamed.map_err(|source| Error::Rename {
         from: temp.clone(),
         to: dest.to_owned(),
@@ -285,6 +344,10 @@ pub(crate) fn durable_copy(
     guard.disarm();
     progress(Step::Renamed);
 
+    io_point("snapshot::copy::sync-dir").map_err(|source| Error::SyncDir {
+        dir: dir.clone(),
+        source,
+    })?;
     sync_dir(&dir)?;
     progress(Step::DirSynced);
 
@@ -318,6 +381,32 @@ pub(crate) fn rename_noreplace(from: &Utf8Path, to: &Utf8Path) -> io::Result<()>
     }
 }
 
+/// A named failpoint (see [`FAILPOINTS`](crate::FAILPOINTS)) that a test
+/// can turn into a crash or into an injected I/O error: `return(ENOSPC)`,
+/// `return(EIO)`, `return(EACCES)`, `return(EROFS)`. Without the
+/// `failpoints` feature it is nothing.
+#[cfg_attr(not(feature = "failpoints"), allow(unused_variables))]
+pub(crate) fn io_point(name: &str) -> io::Result<()> {
+    fail::fail_point!(name, |errno: Option<String>| Err(injected(
+        errno.as_deref()
+    )));
+    Ok(())
+}
+
+/// The error a failpoint's `return(ERRNO)` injects.
+#[cfg(feature = "failpoints")]
+fn injected(errno: Option<&str>) -> io::Error {
+    use rustix::io::Errno;
+    let errno = match errno {
+        Some("ENOSPC") => Errno::NOSPC,
+        Some("EIO") => Errno::IO,
+        Some("EACCES") => Errno::ACCESS,
+        Some("EROFS") => Errno::ROFS,
+        other => return io::Error::other(format!("injected failure {other:?}")),
+    };
+    io::Error::from_raw_os_error(errno.raw_os_error())
+}
+
 /// Removes the temporary file unless disarmed.
 struct TempGuard(Option<Utf8PathBuf>);
 
@@ -338,7 +427,7 @@ impl Drop for TempGuard {
 
 /// Remove temporary files of earlier copies to `dest` whose process is gone
 /// (killed mid-copy) or is this one.
-fn remove_stale_temps(dir: &Utf8Path, dest: &Utf8Path) -> Result<()> {
+pub(crate) fn remove_stale_temps(dir: &Utf8Path, dest: &Utf8Path) -> Result<()> {
     let Some(dest_name) = dest.file_name() else {
         return Ok(());
     };

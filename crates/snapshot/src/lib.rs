@@ -39,9 +39,41 @@ use std::io;
 
 use camino::Utf8PathBuf;
 
-pub use copy::{restore, restore_with, take, take_with, Copied, CopyMethod, Step};
+pub use copy::{
+    forget_previous, keep_previous, restore, restore_with, take, take_with, Copied, CopyMethod,
+    Step,
+};
 pub use names::{DbFiles, SIDECAR_SUFFIXES};
 pub use quarantine::{list, prune, quarantine, Moved, QuarantineSet, Quarantined};
+
+/// The failpoints of this crate, for crash and fault tests built with the
+/// `failpoints` feature (the `fail` crate). Each can kill the process where
+/// it stands or inject an I/O error (`return(ENOSPC)`, `return(EIO)`,
+/// `return(EACCES)`, `return(EROFS)`) into the operation it guards:
+///
+/// - `snapshot::copy::write`: before each 8 MiB chunk of a snapshot or
+///   restore copy (the temporary file holds the chunks before it);
+/// - `snapshot::copy::sync`: before the temporary file's fsync;
+/// - `snapshot::copy::rename`: before the rename into place;
+/// - `snapshot::copy::sync-dir`: after the rename, before the folder's fsync;
+/// - `snapshot::previous::rename`: before the snapshot is kept as the
+///   previous one;
+/// - `snapshot::quarantine::rename`: before each file is set aside;
+/// - `snapshot::quarantine::sync-dir`: after the last one, before the fsync;
+/// - `snapshot::durable::write`, `snapshot::durable::rename`,
+///   `snapshot::durable::remove`: writing and removing small marker files.
+pub const FAILPOINTS: [&str; 10] = [
+    "snapshot::previous::rename",
+    "snapshot::copy::write",
+    "snapshot::copy::sync",
+    "snapshot::copy::rename",
+    "snapshot::copy::sync-dir",
+    "snapshot::quarantine::rename",
+    "snapshot::quarantine::sync-dir",
+    "snapshot::durable::write",
+    "snapshot::durable::rename",
+    "snapshot::durable::remove",
+];
 
 /// Proof that no DuckDB connection in this process has the database open.
 ///
@@ -202,20 +234,24 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// ```
 pub fn write_durably(path: &camino::Utf8Path, bytes: &[u8]) -> Result<()> {
     let dir = DbFiles::new(path)?.dir().to_owned();
+    copy::remove_stale_temps(&dir, path)?;
     let temp = DbFiles::temp_for(path, std::process::id());
     let copy_error = |source| Error::Copy {
         from: path.to_owned(),
         temp: temp.clone(),
         source,
     };
-    let written = fs_err::write(&temp, bytes)
+    let written = copy::io_point("snapshot::durable::write")
+        .and_then(|()| fs_err::write(&temp, bytes))
         .and_then(|()| fs_err::File::open(&temp)?.sync_all())
         .map_err(copy_error);
     if let Err(e) = written {
         let _ = fs_err::remove_file(&temp);
         return Err(e);
     }
-    if let Err(source) = fs_err::rename(&temp, path) {
+    if let Err(source) =
+        copy::io_point("snapshot::durable::rename").and_then(|()| fs_err::rename(&temp, path))
+    {
         let _ = fs_err::remove_file(&temp);
         return Err(Error::Rename {
             from: temp,
@@ -229,7 +265,7 @@ pub fn write_durably(path: &camino::Utf8Path, bytes: &[u8]) -> Result<()> {
 /// Remove `path` and sync its folder; `Ok(false)` when it did not exist.
 pub fn remove_durably(path: &camino::Utf8Path) -> Result<bool> {
     let dir = DbFiles::new(path)?.dir().to_owned();
-    match fs_err::remove_file(path) {
+    match copy::io_point("snapshot::durable::remove").and_then(|()| fs_err::remove_file(path)) {
         Ok(()) => {
             sync_dir(&dir)?;
             Ok(true)

@@ -69,6 +69,13 @@ impl DbFiles {
         self.sibling(".pre-migrate")
     }
 
+    /// The snapshot kept from before the last migration window that has not
+    /// completed, `<db>.pre-migrate.previous` (see
+    /// [`keep_previous`](crate::keep_previous)).
+    pub fn previous_snapshot(&self) -> Utf8PathBuf {
+        self.sibling(".pre-migrate.previous")
+    }
+
     /// Every sidecar DuckDB may leave (`.wal`, `.wal.checkpoint`,
     /// `.wal.recovery`), whether or not it exists.
     pub fn sidecars(&self) -> Vec<Utf8PathBuf> {
@@ -108,6 +115,10 @@ mod tests {
             ]
         );
         assert_eq!(f.quarantine_prefix(), "system.duckdb.broken.");
+        assert_eq!(
+            f.previous_snapshot(),
+            "state/system.duckdb.pre-migrate.previous"
+        );
         assert_eq!(
             DbFiles::temp_for(&f.snapshot(), 12),
             "state/system.duckdb.pre-migrate.tmp-12"

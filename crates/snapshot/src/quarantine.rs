@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use camino::Utf8PathBuf;
 
-use crate::copy::rename_noreplace;
+use crate::copy::{io_point, rename_noreplace};
 use crate::names::{DbFiles, SIDECAR_SUFFIXES};
 use crate::{sync_dir, ClosedDb, Error, Result};
 
@@ -123,7 +123,9 @@ pub(crate) fn quarantine_at(db: &ClosedDb, now: SystemTime) -> Result<Quarantine
         if all_free {
             while let Some((suffix, from, bytes)) = remaining.first().cloned() {
                 let to = target(suffix);
-                match rename_noreplace(&from, &to) {
+                match io_point("snapshot::quarantine::rename")
+                    .and_then(|()| rename_noreplace(&from, &to))
+                {
                     Ok(()) => {
                         remaining.remove(0);
                         moved.push(Moved { from, to, bytes });
@@ -151,6 +153,10 @@ pub(crate) fn quarantine_at(db: &ClosedDb, now: SystemTime) -> Result<Quarantine
         }
     }
     if !moved.is_empty() {
+        io_point("snapshot::quarantine::sync-dir").map_err(|source| Error::SyncDir {
+            dir: files.dir().to_owned(),
+            source,
+        })?;
         sync_dir(files.dir())?;
     }
     Ok(Quarantined { id, moved })

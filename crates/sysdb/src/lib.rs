@@ -17,11 +17,25 @@
 //!    Nothing pending means no snapshot.
 //!
 //! What happened is in the [`OpenReport`].
+//!
+//! A recovery writes the recovery marker `system.duckdb.recovering` before
+//! it sets the first file aside and removes it once the restored database
+//! opens, so a recovery that is itself killed is finished by the next open.
+//!
+//! # Failpoints
+//!
+//! Built with the `failpoints` feature, the flow stops at named points (the
+//! `fail` crate) where a test can kill the process or inject an error:
+//! [`FAILPOINTS`] lists this crate's, in the order an open meets them;
+//! `sysdb_snapshot::FAILPOINTS` and `sysdb_schema::FAILPOINTS` list those of
+//! the file operations and of the ladder. Without the feature they compile
+//! to nothing.
 
 mod connect;
 mod lock;
 mod marker;
 mod paths;
+mod probe;
 mod recover;
 mod report;
 mod window;
@@ -34,11 +48,44 @@ use sysdb_snapshot::ClosedDb;
 
 pub use connect::{config, Connector, DuckDbConnector};
 pub use lock::OpenLock;
-pub use marker::{sha256_file, Marker};
+pub use marker::{sha256_file, Marker, Recovering};
 pub use paths::{Paths, DATA_DIR_ENV};
+pub use probe::{probe_open, Probe};
 pub use report::{
-    MetError, Migration, MovedFile, OpenReport, Phase, RestoreSource, Restored, StepRun,
+    MetError, Migration, MovedFile, OpenReport, Phase, ProbeOutcome, RestoreSource, Restored,
+    StepRun,
 };
+
+/// This crate's failpoints, in the order an open meets them:
+///
+/// - `sysdb::open::locked`: the open lock is held, nothing else done;
+/// - `sysdb::open::connected`: the first connect returned (either way);
+/// - `sysdb::recover::marked`: the recovery marker is written, no file
+///   set aside yet;
+/// - `sysdb::recover::restored`: a copy is restored, not yet opened;
+/// - `sysdb::recover::reconnected`: it opened, the recovery marker is
+///   still there;
+/// - `sysdb::window::checkpointed`: checkpointed before the snapshot, the
+///   connection still open;
+/// - `sysdb::window::snapshotted`: the snapshot is in place, the intent
+///   marker not yet written;
+/// - `sysdb::window::marked`: the intent marker is written, the database
+///   not yet reopened;
+/// - `sysdb::window::applied`: every step applied and checkpointed, the
+///   intent marker still there;
+/// - `sysdb::open::done`: the open is complete.
+pub const FAILPOINTS: [&str; 10] = [
+    "sysdb::open::locked",
+    "sysdb::open::connected",
+    "sysdb::recover::marked",
+    "sysdb::recover::restored",
+    "sysdb::recover::reconnected",
+    "sysdb::window::checkpointed",
+    "sysdb::window::snapshotted",
+    "sysdb::window::marked",
+    "sysdb::window::applied",
+    "sysdb::open::done",
+];
 pub use sysdb_errclass::ErrorClass;
 pub use sysdb_schema::Ladder;
 
@@ -54,6 +101,11 @@ pub struct OpenOptions {
     pub strict_snapshot: bool,
     /// Migrate even though applied steps changed since (drift).
     pub accept_drift: bool,
+    /// Make the first open of a folder that has a write-ahead log in a
+    /// short-lived child process, so that a replay that aborts the process
+    /// takes down the child and not the service. A child killed by a
+    /// signal counts as a replay failure and is recovered from like one.
+    pub probe: Option<Probe>,
 }
 
 impl Default for OpenOptions {
@@ -62,6 +114,7 @@ impl Default for OpenOptions {
             lock_wait: Duration::from_secs(30),
             strict_snapshot: false,
             accept_drift: false,
+            probe: None,
         }
     }
 }
@@ -98,6 +151,7 @@ impl SystemDb {
         let lock = lock(paths, options.lock_wait)?;
         report.phase("lock", phase);
         tracing::debug!(lock = %paths.lock(), "took the open lock");
+        fail::fail_point!("sysdb::open::locked");
 
         report.wal_at_open = fs_err::metadata(paths.wal()).ok().map(|m| m.len());
         report.marker_found = fs_err::symlink_metadata(paths.marker()).is_ok();
@@ -108,11 +162,23 @@ impl SystemDb {
         if let Some(marker) = &report.marker {
             tracing::warn!(from = marker.from, to = marker.to, started_at = %marker.started_at, "a migration was in flight");
         }
+        report.recovery_resumed = match Recovering::read(&paths.recovering()) {
+            Ok(marker) => marker,
+            // Written atomically, so only outside damage makes it
+            // unreadable; it still says a recovery was in flight.
+            Err(e) => Some(Recovering {
+                class: "unknown".to_owned(),
+                error: e.to_string(),
+                started_at: "unknown".to_owned(),
+                pid: 0,
+            }),
+        };
         recover::refuse_if_vanished(paths, &report)?;
         let conn = recover::connect_or_recover(paths, ladder, options, connector, &mut report)?;
         let conn = window::ensure_schema(conn, paths, ladder, options, connector, &mut report)?;
         report.phase("total", started);
         tracing::info!(db = %paths.db(), "system database open");
+        fail::fail_point!("sysdb::open::done");
         Ok(Self {
             conn,
             paths: paths.clone(),
@@ -295,6 +361,14 @@ pub enum Error {
         /// The ladder's error.
         source: Box<sysdb_schema::Error>,
     },
+    /// The probe child could not be started or did not finish in time.
+    #[error("while probing the first open of {path} in a child process: {problem}")]
+    Probe {
+        /// The database.
+        path: Utf8PathBuf,
+        /// What went wrong, and what to do.
+        problem: String,
+    },
     /// A statement sysdb runs itself (CHECKPOINT) failed.
     #[error("while running {statement} on {path}: {source}")]
     Statement {
@@ -399,6 +473,10 @@ mod tests {
                     database: 28,
                     ladder: 27,
                 }),
+            },
+            Error::Probe {
+                path: db.clone(),
+                problem: "/usr/local/bin/sysdb probe-open did not finish within 30s and was killed; a long write-ahead log can take that long to replay: raise the probe's timeout".to_owned(),
             },
             Error::Statement {
                 path: db,

@@ -1,9 +1,13 @@
-//! The intent marker `system.duckdb.migrating`: on disk exactly while a
-//! migration window is open, naming the snapshot that window took.
+//! The two markers sysdb keeps on disk while it changes the database: the
+//! intent marker `system.duckdb.migrating`, present exactly while a
+//! migration window is open and naming the snapshot that window took, and
+//! the recovery marker `system.duckdb.recovering`, present from just before
+//! a recovery sets the first file aside until the restored database opens.
 
 use std::io::Read;
 
 use camino::{Utf8Path, Utf8PathBuf};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -32,43 +36,82 @@ pub struct Marker {
     pub pid: u32,
 }
 
+/// What a recovery records before it sets the first file aside, so that a
+/// recovery killed half-way is finished by the next open instead of being
+/// mistaken for a database that vanished.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recovering {
+    /// The class of the failure that started it (`wal-replay`).
+    pub class: String,
+    /// Its text, as DuckDB (or the probe) gave it.
+    pub error: String,
+    /// When the recovery started (RFC 3339, UTC).
+    pub started_at: String,
+    /// The process that started it.
+    pub pid: u32,
+}
+
 impl Marker {
     /// Read the marker at `path`; `Ok(None)` when there is none.
     pub fn read(path: &Utf8Path) -> Result<Option<Self>> {
-        let text = match fs_err::read_to_string(path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(Error::Marker {
-                    path: path.to_owned(),
-                    problem: source.to_string(),
-                })
-            }
-        };
-        serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| Error::Marker {
-                path: path.to_owned(),
-                problem: e.to_string(),
-            })
+        read_json(path)
     }
 
     /// The marker as written to disk.
     pub(crate) fn to_bytes(&self) -> Vec<u8> {
-        let mut text = serde_json::to_string_pretty(self).unwrap_or_default();
-        text.push('\n');
-        text.into_bytes()
+        json_bytes(self)
     }
 
-    /// Whether the file at [`snapshot`](Self::snapshot) is still the one
-    /// this window took: same size, same SHA-256.
-    pub fn matches_snapshot(&self) -> Result<bool> {
-        let bytes = match fs_err::metadata(&self.snapshot) {
+    /// Whether `snapshot` is the snapshot this window took: the same file
+    /// name (the folder may have moved since, say to another mount point),
+    /// the same size, the same SHA-256.
+    pub fn names_snapshot(&self, snapshot: &Utf8Path) -> Result<bool> {
+        if self.snapshot.file_name() != snapshot.file_name() {
+            return Ok(false);
+        }
+        let bytes = match fs_err::metadata(snapshot) {
             Ok(m) => m.len(),
             Err(_) => return Ok(false),
         };
-        Ok(bytes == self.snapshot_bytes && sha256_file(&self.snapshot)? == self.snapshot_sha256)
+        Ok(bytes == self.snapshot_bytes && sha256_file(snapshot)? == self.snapshot_sha256)
     }
+}
+
+impl Recovering {
+    /// Read the recovery marker at `path`; `Ok(None)` when there is none.
+    pub fn read(path: &Utf8Path) -> Result<Option<Self>> {
+        read_json(path)
+    }
+
+    /// The marker as written to disk.
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
+        json_bytes(self)
+    }
+}
+
+fn read_json<T: DeserializeOwned>(path: &Utf8Path) -> Result<Option<T>> {
+    let text = match fs_err::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(Error::Marker {
+                path: path.to_owned(),
+                problem: source.to_string(),
+            })
+        }
+    };
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| Error::Marker {
+            path: path.to_owned(),
+            problem: e.to_string(),
+        })
+}
+
+fn json_bytes<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut text = serde_json::to_string_pretty(value).unwrap_or_default();
+    text.push('\n');
+    text.into_bytes()
 }
 
 /// The SHA-256 of a file, in lowercase hex, read in bounded memory.
@@ -121,12 +164,22 @@ mod tests {
         assert_eq!(Marker::read(&path).expect("read"), None);
         fs_err::write(&path, marker.to_bytes()).expect("write");
         assert_eq!(Marker::read(&path).expect("read"), Some(marker.clone()));
-        assert!(marker.matches_snapshot().expect("check"));
+        assert!(marker.names_snapshot(&snapshot).expect("check"));
+        // The same snapshot in a folder that moved.
+        let moved = dir.join("elsewhere");
+        fs_err::create_dir(&moved).expect("mkdir");
+        fs_err::copy(&snapshot, moved.join("system.duckdb.pre-migrate")).expect("copy");
+        assert!(marker
+            .names_snapshot(&moved.join("system.duckdb.pre-migrate"))
+            .expect("check"));
+        assert!(!marker
+            .names_snapshot(&dir.join("system.duckdb"))
+            .expect("another name"));
 
         fs_err::write(&snapshot, b"abd").expect("write");
-        assert!(!marker.matches_snapshot().expect("check"));
+        assert!(!marker.names_snapshot(&snapshot).expect("check"));
         fs_err::remove_file(&snapshot).expect("remove");
-        assert!(!marker.matches_snapshot().expect("check"));
+        assert!(!marker.names_snapshot(&snapshot).expect("check"));
 
         fs_err::write(&path, b"from = 26").expect("write");
         match Marker::read(&path) {

@@ -19,6 +19,7 @@ pub const DATA_DIR_ENV: &str = "DATA_DIR";
 /// assert_eq!(paths.snapshot(), "/srv/data/state/system.duckdb.pre-migrate");
 /// assert_eq!(paths.lock(), "/srv/data/state/system.duckdb.lock");
 /// assert_eq!(paths.marker(), "/srv/data/state/system.duckdb.migrating");
+/// assert_eq!(paths.recovering(), "/srv/data/state/system.duckdb.recovering");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Paths {
@@ -68,6 +69,12 @@ impl Paths {
         self.files.snapshot()
     }
 
+    /// The snapshot kept from before a migration window that has not
+    /// completed.
+    pub fn previous_snapshot(&self) -> Utf8PathBuf {
+        self.files.previous_snapshot()
+    }
+
     /// The advisory lock held for the whole open flow.
     pub fn lock(&self) -> Utf8PathBuf {
         self.files.sibling(".lock")
@@ -76,5 +83,10 @@ impl Paths {
     /// The intent marker present while a migration is in flight.
     pub fn marker(&self) -> Utf8PathBuf {
         self.files.sibling(".migrating")
+    }
+
+    /// The recovery marker present while a recovery is in flight.
+    pub fn recovering(&self) -> Utf8PathBuf {
+        self.files.sibling(".recovering")
     }
 }

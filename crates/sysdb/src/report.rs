@@ -7,7 +7,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde::Serialize;
 use sysdb_errclass::ErrorClass;
 
-use crate::Marker;
+use crate::{Marker, Recovering};
 
 /// What [`SystemDb::open`](crate::SystemDb::open) found and did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -28,6 +28,11 @@ pub struct OpenReport {
     pub marker_found: bool,
     /// What the marker said, if it could be read.
     pub marker: Option<Marker>,
+    /// A recovery marker was present: an earlier recovery was killed before
+    /// it finished, and this open finished it.
+    pub recovery_resumed: Option<Recovering>,
+    /// What the probe child did, if the first open was probed.
+    pub probe: Option<ProbeOutcome>,
     /// The migration run, if steps were pending.
     pub migration: Option<Migration>,
     /// Time spent in each phase, in order.
@@ -55,6 +60,31 @@ impl MetError {
             class: class.as_str(),
             cause,
             text: err.to_string(),
+        }
+    }
+}
+
+/// How a probe child (see [`Probe`](crate::Probe)) ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProbeOutcome {
+    /// It exited by itself, with this code (0: DuckDB opened the folder).
+    Exited {
+        /// The exit code.
+        code: i32,
+    },
+    /// A signal killed it: the open takes down the process that tries it.
+    Killed {
+        /// The signal's number.
+        signal: i32,
+    },
+}
+
+impl fmt::Display for ProbeOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProbeOutcome::Exited { code } => write!(f, "exited with code {code}"),
+            ProbeOutcome::Killed { signal } => write!(f, "was killed by signal {signal}"),
         }
     }
 }
@@ -112,10 +142,13 @@ pub struct Migration {
     pub from: u32,
     /// The version after.
     pub to: u32,
-    /// The snapshot taken first.
+    /// The snapshot taken first (or, for a resumed window, kept).
     pub snapshot: Utf8PathBuf,
     /// Its size.
     pub snapshot_bytes: u64,
+    /// This open resumed a window an earlier one left open (killed or
+    /// failed after its intent marker), keeping that window's snapshot.
+    pub resumed_window: bool,
     /// The steps run.
     pub steps: Vec<StepRun>,
 }
@@ -168,6 +201,8 @@ impl OpenReport {
             restored: None,
             marker_found: false,
             marker: None,
+            recovery_resumed: None,
+            probe: None,
             migration: None,
             timings: Vec::new(),
         }
@@ -186,6 +221,16 @@ impl fmt::Display for OpenReport {
         writeln!(f, "database: {}", self.path)?;
         if let Some(bytes) = self.wal_at_open {
             writeln!(f, "write-ahead log at open: {bytes} bytes")?;
+        }
+        if let Some(r) = &self.recovery_resumed {
+            writeln!(
+                f,
+                "recovery resumed: a recovery started at {} by process {} ({}) had been killed",
+                r.started_at, r.pid, r.class
+            )?;
+        }
+        if let Some(p) = &self.probe {
+            writeln!(f, "probe: the first open in a child process {p}")?;
         }
         match &self.error {
             None => writeln!(f, "opened: without error")?,
@@ -233,8 +278,16 @@ impl fmt::Display for OpenReport {
             Some(m) => {
                 writeln!(
                     f,
-                    "migration: {} -> {} (snapshot {}, {} bytes)",
-                    m.from, m.to, m.snapshot, m.snapshot_bytes
+                    "migration: {} -> {} ({} {}, {} bytes)",
+                    m.from,
+                    m.to,
+                    if m.resumed_window {
+                        "resumed; kept the window's snapshot"
+                    } else {
+                        "snapshot"
+                    },
+                    m.snapshot,
+                    m.snapshot_bytes
                 )?;
                 for s in &m.steps {
                     writeln!(f, "  applied {} {}", s.version, s.name)?;

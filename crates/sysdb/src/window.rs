@@ -5,7 +5,9 @@ use std::time::{Instant, SystemTime};
 
 use duckdb::Connection;
 use sysdb_schema::{ApplyOptions, Ladder};
-use sysdb_snapshot::{remove_durably, take, write_durably, ClosedDb};
+use sysdb_snapshot::{
+    forget_previous, keep_previous, remove_durably, take, write_durably, ClosedDb,
+};
 
 use crate::marker::{sha256_file, Marker};
 use crate::report::{Migration, StepRun};
@@ -27,7 +29,6 @@ pub(crate) fn ensure_schema(
         target: None,
         accept_drift: options.accept_drift,
     };
-    let marker = paths.marker();
 
     let phase = Instant::now();
     let plan = ladder.plan(&conn, &apply_options).map_err(schema_error)?;
@@ -36,11 +37,82 @@ pub(crate) fn ensure_schema(
         if report.marker_found {
             // A window that finished but was killed before removing its
             // marker: the ladder is at its top, the marker is stale.
-            remove_marker(paths)?;
+            finish_window(paths)?;
         }
         return Ok(conn);
     }
 
+    // A window killed (or failed) after its marker was written is resumed:
+    // its snapshot is the state before the migration still in flight, and
+    // stays. The database may since hold damage that only the migration
+    // reads, so it is not snapshotted over that copy. A marker that cannot
+    // confirm the snapshot (unreadable, or naming other bytes) still says a
+    // window was open: both files stay as they are, since which of them is
+    // damaged cannot be told.
+    let kept = match fs_err::metadata(paths.snapshot()) {
+        Ok(meta) if report.marker_found => {
+            let confirmed = match &report.marker {
+                Some(m) => m.names_snapshot(&paths.snapshot())?,
+                None => false,
+            };
+            if !confirmed {
+                tracing::warn!(marker = %paths.marker(), snapshot = %paths.snapshot(), "the intent marker does not confirm the snapshot; keeping both as they are");
+            }
+            Some(meta.len())
+        }
+        _ => None,
+    };
+    let (conn, snapshot, snapshot_bytes) = match kept {
+        Some(bytes) => {
+            tracing::warn!(snapshot = %paths.snapshot(), "resuming the migration window left open");
+            (conn, paths.snapshot(), bytes)
+        }
+        None => {
+            let taken = snapshot_window(conn, paths, &plan, report)?;
+            let phase = Instant::now();
+            let conn = connector
+                .connect(paths.db())
+                .map_err(|source| Error::Open {
+                    path: paths.db().to_owned(),
+                    class: sysdb_errclass::classify_error(&source),
+                    source: Box::new(source),
+                })?;
+            report.phase("reopen", phase);
+            (conn, taken.to, taken.bytes)
+        }
+    };
+    let resumed_window = kept.is_some();
+
+    let phase = Instant::now();
+    let mut steps = Vec::new();
+    let applied = ladder
+        .apply_with(&conn, &apply_options, &mut |done| {
+            tracing::info!(version = done.version, name = %done.name, "applied migration step");
+            steps.push(StepRun::from(done));
+        })
+        .map_err(schema_error)?;
+    report.phase("migrate", phase);
+    fail::fail_point!("sysdb::window::applied");
+    finish_window(paths)?;
+    report.migration = Some(Migration {
+        from: applied.from,
+        to: applied.to,
+        snapshot,
+        snapshot_bytes,
+        resumed_window,
+        steps,
+    });
+    Ok(conn)
+}
+
+/// Open a migration window: checkpoint, close, keep the previous snapshot,
+/// take the new one, write the intent marker naming it.
+fn snapshot_window(
+    conn: Connection,
+    paths: &Paths,
+    plan: &sysdb_schema::Plan,
+    report: &mut OpenReport,
+) -> Result<sysdb_snapshot::Copied> {
     let phase = Instant::now();
     conn.execute_batch("CHECKPOINT")
         .map_err(|source| Error::Statement {
@@ -48,13 +120,22 @@ pub(crate) fn ensure_schema(
             statement: "CHECKPOINT",
             source: Box::new(source),
         })?;
+    fail::fail_point!("sysdb::window::checkpointed");
     drop(conn);
     let closed = ClosedDb::assume_closed(paths.files().clone());
+    // The snapshot being replaced stays until a window completes: the
+    // database may hold damage that only the migration reads.
+    keep_previous(&closed).map_err(|source| Error::Move {
+        doing: "keeping the previous snapshot of",
+        path: paths.db().to_owned(),
+        source,
+    })?;
     let taken = take(&closed).map_err(|source| Error::Move {
         doing: "taking the pre-migrate snapshot of",
         path: paths.db().to_owned(),
         source,
     })?;
+    fail::fail_point!("sysdb::window::snapshotted");
     // The marker comes after the snapshot, so a marker on disk always names
     // a complete snapshot. A kill between the two leaves the database as it
     // was (checkpointed, closed): the next open simply starts again.
@@ -67,39 +148,26 @@ pub(crate) fn ensure_schema(
         started_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
         pid: std::process::id(),
     };
-    write_durably(&marker, &intent.to_bytes()).map_err(|source| Error::Move {
+    write_durably(&paths.marker(), &intent.to_bytes()).map_err(|source| Error::Move {
         doing: "writing the intent marker for",
         path: paths.db().to_owned(),
         source,
     })?;
     report.phase("snapshot", phase);
+    fail::fail_point!("sysdb::window::marked");
     tracing::info!(snapshot = %taken.to, bytes = taken.bytes, from = plan.from, to = plan.to, "took the pre-migrate snapshot");
+    Ok(taken)
+}
 
-    let phase = Instant::now();
-    let conn = connector
-        .connect(paths.db())
-        .map_err(|source| Error::Open {
-            path: paths.db().to_owned(),
-            class: sysdb_errclass::classify_error(&source),
-            source: Box::new(source),
-        })?;
-    let mut steps = Vec::new();
-    let applied = ladder
-        .apply_with(&conn, &apply_options, &mut |done| {
-            tracing::info!(version = done.version, name = %done.name, "applied migration step");
-            steps.push(StepRun::from(done));
-        })
-        .map_err(schema_error)?;
-    report.phase("migrate", phase);
+/// The window completed: its marker and the previous snapshot go.
+fn finish_window(paths: &Paths) -> Result<()> {
     remove_marker(paths)?;
-    report.migration = Some(Migration {
-        from: applied.from,
-        to: applied.to,
-        snapshot: taken.to,
-        snapshot_bytes: taken.bytes,
-        steps,
-    });
-    Ok(conn)
+    forget_previous(paths.files()).map_err(|source| Error::Move {
+        doing: "removing the previous snapshot of",
+        path: paths.db().to_owned(),
+        source,
+    })?;
+    Ok(())
 }
 
 fn remove_marker(paths: &Paths) -> Result<()> {

@@ -4,11 +4,12 @@ use std::fmt::Write as _;
 
 use sysdb_errclass::{ErrorClass, WalReplayCause};
 
-const CAUSES: [WalReplayCause; 5] = [
+const CAUSES: [WalReplayCause; 6] = [
     WalReplayCause::Ddl,
     WalReplayCause::ChecksumMismatch,
     WalReplayCause::Undecodable,
     WalReplayCause::ExtensionUnavailable,
+    WalReplayCause::ProcessAborted,
     WalReplayCause::Other,
 ];
 

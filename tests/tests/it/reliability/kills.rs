@@ -1,0 +1,349 @@
+//! Kills: at every failpoint hit of a migration, then of the recovery that
+//! follows (nested up to three deep); at random moments; and processes
+//! racing over a folder a kill left behind.
+
+use std::time::{Duration, Instant};
+
+use rand::{RngExt, SeedableRng};
+use sysdb_tests::{folder_digest, Tally};
+
+use super::child::positions;
+use super::{
+    check_opened, class_of, finish, long, nothing_deleted, run, seed, seeded, Death, End, Folder,
+    Job, Kill, Outcome, STARTS,
+};
+
+/// No open of these small folders takes this long, even on a busy machine.
+const TIMEOUT: Duration = Duration::from_secs(120);
+/// Kills nested in recoveries: the migration's, then up to this many deep.
+const DEPTH: u32 = 3;
+
+/// The open a fresh process makes after a kill, on a copy of the killed
+/// state (the state itself stays for the next kills): it must succeed at
+/// the top with every seeded row, keep every file set aside, and leave no
+/// work half done.
+pub(crate) fn verify(state: &Folder, digest: &str) -> Result<Outcome, String> {
+    let copy = state.copy();
+    let before = folder_digest(&copy.state());
+    let job = Job {
+        data: copy.data.clone(),
+        ..Job::default()
+    };
+    match run(&job, TIMEOUT) {
+        End::Finished(outcome) => {
+            check_opened(&outcome, digest, &copy.state())?;
+            nothing_deleted(&before, &folder_digest(&copy.state()))?;
+            Ok(*outcome)
+        }
+        End::Died { status, tail } => Err(format!("the open died ({status}):\n{tail}")),
+        End::TimedOut => Err(format!("the open did not finish within {TIMEOUT:?}")),
+    }
+}
+
+/// A copy of `state` in which a child open was killed at `kill`.
+pub(crate) fn killed(state: &Folder, kill: &Kill) -> Result<Folder, String> {
+    let copy = state.copy();
+    let job = Job {
+        data: copy.data.clone(),
+        kill: Some(kill.clone()),
+        ..Job::default()
+    };
+    match run(&job, TIMEOUT) {
+        End::Died { status, .. } if status.contains("signal") => Ok(copy),
+        End::Died { status, tail } => {
+            Err(format!("the child died unexpectedly ({status}):\n{tail}"))
+        }
+        End::Finished(_) => Err("the child finished without reaching its failpoint".to_owned()),
+        End::TimedOut => Err(format!("the child did not die within {TIMEOUT:?}")),
+    }
+}
+
+/// Whether an open recovered, or finished a recovery.
+fn recovered(outcome: &Outcome) -> bool {
+    outcome
+        .report
+        .as_ref()
+        .is_some_and(|r| !r["restored"].is_null() || !r["recovery_resumed"].is_null())
+}
+
+/// The failpoint hits that belong to the recovery in an open's trace: up to
+/// the restored database's reconnect, and the marker's removal after it.
+fn recovery_part(trace: &[String]) -> Vec<(String, u32)> {
+    let all = positions(trace);
+    let end = all
+        .iter()
+        .position(|(p, _)| p == "sysdb::recover::reconnected")
+        .map_or(all.len(), |i| (i + 2).min(all.len()));
+    all.into_iter().take(end).collect()
+}
+
+struct Explorer {
+    /// How deep kills nest: 1 kills the migration only, 2 also the
+    /// recovery after it, 3 also the recovery of that recovery.
+    depth: u32,
+    digest: String,
+    tally: Tally,
+    rng: rand::rngs::StdRng,
+    started: Instant,
+}
+
+impl Explorer {
+    /// Verify `state`; if it is the start, or a recovery followed, kill
+    /// that open at each of its failpoint hits and explore each result.
+    fn explore(&mut self, state: &Folder, depth: u32, path: &str) {
+        let outcome = match verify(state, &self.digest) {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                self.tally
+                    .failures
+                    .push(format!("after kills [{path}]: {e}"));
+                return;
+            }
+        };
+        self.tally.scenarios += 1;
+        *self.tally.classes.entry(class_of(&outcome)).or_default() += 1;
+        if depth == self.depth || (depth > 0 && !recovered(&outcome)) {
+            return;
+        }
+        let mut targets = if depth == 0 {
+            positions(&outcome.trace)
+        } else {
+            recovery_part(&outcome.trace)
+        };
+        // The deepest level is sampled (one kill per state, seeded) in the
+        // default mode.
+        if depth == DEPTH - 1 && depth > 0 && !long() {
+            let keep = 1.min(targets.len());
+            for i in 0..keep {
+                let j = self.rng.random_range(i..targets.len());
+                targets.swap(i, j);
+            }
+            targets.truncate(keep);
+        }
+        for (i, (point, hit)) in targets.into_iter().enumerate() {
+            let deaths: &[Death] = match (long(), i % 2) {
+                (true, _) => &[Death::Kill, Death::Abort],
+                (false, 0) => &[Death::Kill],
+                (false, _) => &[Death::Abort],
+            };
+            for &death in deaths {
+                let kill = Kill {
+                    point: point.clone(),
+                    hit,
+                    death,
+                };
+                let here = format!(
+                    "{path}{}{point}#{hit} {death:?}",
+                    if path.is_empty() { "" } else { " > " }
+                );
+                match killed(state, &kill) {
+                    Ok(next) => {
+                        self.tally.kills += 1;
+                        self.explore(&next, depth + 1, &here);
+                    }
+                    Err(e) => self.tally.failures.push(format!("kill [{here}]: {e}")),
+                }
+            }
+        }
+    }
+}
+
+fn matrix(start: u32) {
+    let seed = seed();
+    let (folder, digest) = seeded(start);
+    let mut explorer = Explorer {
+        // The default mode nests kills from the first start version only.
+        depth: if long() || start == STARTS[0] {
+            DEPTH
+        } else {
+            1
+        },
+        digest,
+        tally: Tally::new(&format!("kill matrix from v{start}"), seed, long()),
+        rng: rand::rngs::StdRng::seed_from_u64(seed ^ u64::from(start)),
+        started: Instant::now(),
+    };
+    explorer.explore(&folder, 0, "");
+    let recoveries: u64 = explorer
+        .tally
+        .classes
+        .iter()
+        .filter(|(class, _)| class.contains("restored") || class.contains("resumed"))
+        .map(|(_, n)| n)
+        .sum();
+    if recoveries == 0 {
+        explorer
+            .tally
+            .failures
+            .push("no kill led to a recovery: the matrix does not reach the recovery".to_owned());
+    }
+    explorer.tally.millis = explorer.started.elapsed().as_millis() as u64;
+    finish(&explorer.tally);
+}
+
+#[test]
+fn kill_matrix_from_version_1() {
+    matrix(STARTS[0]);
+}
+
+#[test]
+fn kill_matrix_from_version_2() {
+    matrix(STARTS[1]);
+}
+
+#[test]
+fn kill_matrix_from_version_3() {
+    matrix(STARTS[2]);
+}
+
+/// The state a kill right after step 4's commit leaves: the step only in
+/// a write-ahead log DuckDB cannot replay.
+pub(crate) fn crashed_in_step_4(folder: &Folder) -> Folder {
+    // From version 1, steps 2, 3 and 4 run: step 4 is the third step.
+    killed(
+        folder,
+        &Kill {
+            point: "schema::step::checkpoint".to_owned(),
+            hit: 3,
+            death: Death::Kill,
+        },
+    )
+    .expect("crash in step 4")
+}
+
+#[test]
+fn random_kills() {
+    let seed = seed();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut tally = Tally::new("random kills", seed, long());
+    let started = Instant::now();
+    let (healthy, digest) = seeded(1);
+    let crashed = crashed_in_step_4(&healthy);
+    // How long a whole open takes here, to aim the kills inside it.
+    let timed = Instant::now();
+    let full = verify(&crashed, &digest).expect("the crashed state recovers");
+    let span = timed.elapsed();
+    assert!(full.ok);
+    let iterations = if long() { 300 } else { 12 };
+    for i in 0..iterations {
+        let start = if i % 2 == 0 { &healthy } else { &crashed };
+        let state = start.copy();
+        let kills = rng.random_range(1..=3u32);
+        let mut path = Vec::new();
+        for _ in 0..kills {
+            let delay = Duration::from_micros(rng.random_range(0..span.as_micros() as u64));
+            let mut child = super::child::command(&Job {
+                data: state.data.clone(),
+                ..Job::default()
+            })
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn child");
+            std::thread::sleep(delay);
+            let finished = child.try_wait().expect("wait").is_some();
+            let _ = child.kill();
+            let _ = child.wait();
+            path.push(format!(
+                "{}ms{}",
+                delay.as_millis(),
+                if finished { " (done first)" } else { "" }
+            ));
+            tally.kills += u64::from(!finished);
+        }
+        match verify(&state, &digest) {
+            Ok(outcome) => {
+                tally.scenarios += 1;
+                *tally.classes.entry(class_of(&outcome)).or_default() += 1;
+            }
+            Err(e) => tally.failures.push(format!(
+                "iteration {i} from {} after SIGKILL at [{}]: {e}",
+                if i % 2 == 0 {
+                    "healthy v1"
+                } else {
+                    "crash in step 4"
+                },
+                path.join(", ")
+            )),
+        }
+    }
+    tally.millis = started.elapsed().as_millis() as u64;
+    finish(&tally);
+}
+
+/// `n` processes open a folder at once; every one must end at the top with
+/// every row, and exactly `recoveries` of them recover (or resume one).
+fn race(tally: &mut Tally, label: &str, state: &Folder, digest: &str, n: usize, recoveries: usize) {
+    let copy = state.copy();
+    let before = folder_digest(&copy.state());
+    let job = Job {
+        data: copy.data.clone(),
+        ..Job::default()
+    };
+    let outcomes: Vec<End> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..n).map(|_| s.spawn(|| run(&job, TIMEOUT))).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("runner"))
+            .collect()
+    });
+    tally.scenarios += 1;
+    let mut recovered_by = 0;
+    for end in outcomes {
+        match end {
+            End::Finished(outcome) => {
+                *tally.classes.entry(class_of(&outcome)).or_default() += 1;
+                recovered_by += usize::from(recovered(&outcome));
+                if let Err(e) = check_opened(&outcome, digest, &copy.state()) {
+                    tally.failures.push(format!("{label}, {n} processes: {e}"));
+                }
+            }
+            other => tally.failures.push(format!(
+                "{label}, {n} processes: a child ended as {other:?}"
+            )),
+        }
+    }
+    if recovered_by != recoveries {
+        tally.failures.push(format!(
+            "{label}, {n} processes: {recovered_by} recovered, expected {recoveries}"
+        ));
+    }
+    if let Err(e) = nothing_deleted(&before, &folder_digest(&copy.state())) {
+        tally.failures.push(format!("{label}, {n} processes: {e}"));
+    }
+}
+
+#[test]
+fn processes_racing_over_killed_migrations_and_recoveries() {
+    let seed = seed();
+    let mut tally = Tally::new("concurrency", seed, long());
+    let started = Instant::now();
+    let (healthy, digest) = seeded(1);
+    let crashed = crashed_in_step_4(&healthy);
+    // The recovery killed with the database set aside and not yet restored.
+    let half_recovered = killed(
+        &crashed,
+        &Kill {
+            point: "snapshot::quarantine::sync-dir".to_owned(),
+            hit: 1,
+            death: Death::Kill,
+        },
+    )
+    .expect("kill the recovery");
+    tally.kills += 2;
+    assert!(!half_recovered.paths().db().exists());
+    for n in [2, 4, 8] {
+        race(&mut tally, "healthy", &healthy, &digest, n, 0);
+        race(&mut tally, "crash in step 4", &crashed, &digest, n, 1);
+        race(
+            &mut tally,
+            "recovery killed",
+            &half_recovered,
+            &digest,
+            n,
+            1,
+        );
+    }
+    tally.millis = started.elapsed().as_millis() as u64;
+    finish(&tally);
+}

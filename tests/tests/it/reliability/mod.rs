@@ -1,0 +1,304 @@
+//! The reliability suite: kills at every failpoint of the open flow (and
+//! kills of the recovery itself, nested), kills at random moments,
+//! corrupted files, file-system faults, racing processes, and a replay that
+//! aborts its process. Every open under test runs in a child process (this
+//! test binary, re-run), so a kill is a real process death and a fault
+//! injected into one open never reaches another test.
+//!
+//! `SYSDB_LONG=1` runs the long mode (every nested kill, many more random
+//! kills and corruptions); `SYSDB_SEED=N` repeats a run's random choices.
+//! Each area writes its tally to `<target>/reliability/<area>.json`, which
+//! `cargo xtask reliability` prints as one table.
+
+mod child;
+mod faults;
+mod fuzz;
+mod kills;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use camino::{Utf8Path, Utf8PathBuf};
+use serde::{Deserialize, Serialize};
+use sysdb::{Ladder, OpenOptions, Paths, SystemDb};
+use sysdb_tests::Tally;
+
+pub(crate) use child::{Death, Job, Kill, Outcome};
+
+/// The ladder's top version.
+pub(crate) const TOP: u32 = 6;
+/// The versions the kill matrix starts from: every one crosses step 4,
+/// which DuckDB commits but cannot replay from its write-ahead log.
+pub(crate) const STARTS: [u32; 3] = [1, 2, 3];
+/// Rows seeded before any migration under test.
+pub(crate) const ROWS: u32 = 1000;
+
+/// A small ladder with the steps a real service has: tables, a column, a
+/// type, and the enum conversion whose replay fails on DuckDB 2.0.0.
+pub(crate) fn ladder_to(top: u32) -> Ladder {
+    let steps = [
+        (1, "create_items", "CREATE TABLE items (id BIGINT PRIMARY KEY, payload VARCHAR NOT NULL, state VARCHAR NOT NULL);"),
+        (2, "add_owner", "ALTER TABLE items ADD COLUMN owner VARCHAR;"),
+        (3, "create_state_type", "CREATE SCHEMA s; CREATE TYPE s.item_state AS ENUM ('new', 'done');"),
+        (4, "state_as_enum", "ALTER TABLE items ALTER COLUMN state SET TYPE s.item_state USING state::s.item_state;"),
+        (5, "create_events", "CREATE TABLE events (id BIGINT, item BIGINT, created TIMESTAMP DEFAULT now());"),
+        (6, "index_owner", "CREATE INDEX items_owner ON items (owner);"),
+    ];
+    Ladder::new(steps.into_iter().filter(|(v, _, _)| *v <= top)).expect("valid ladder")
+}
+
+/// The digest of the seeded data: every row's id and payload, in order.
+pub(crate) const DIGEST_SQL: &str =
+    "SELECT md5(coalesce(string_agg(id::VARCHAR || '=' || payload, ';' ORDER BY id), '')) FROM items";
+
+/// Whether this run is the long mode.
+pub(crate) fn long() -> bool {
+    std::env::var("SYSDB_LONG").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// The seed of this run's random choices: `SYSDB_SEED`, or the clock.
+pub(crate) fn seed() -> u64 {
+    std::env::var("SYSDB_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        })
+}
+
+/// A data folder in a temporary directory.
+pub(crate) struct Folder {
+    _tmp: tempfile::TempDir,
+    pub(crate) data: Utf8PathBuf,
+}
+
+impl Folder {
+    pub(crate) fn new() -> Self {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let data = Utf8PathBuf::try_from(tmp.path().join("data")).expect("utf-8 temp dir");
+        fs_err::create_dir_all(data.join("state")).expect("state folder");
+        Self { _tmp: tmp, data }
+    }
+
+    pub(crate) fn paths(&self) -> Paths {
+        Paths::from_data_dir(&self.data).expect("paths")
+    }
+
+    pub(crate) fn state(&self) -> Utf8PathBuf {
+        self.data.join("state")
+    }
+
+    /// A new folder holding a copy of every file of this one.
+    pub(crate) fn copy(&self) -> Self {
+        let copy = Self::new();
+        for entry in fs_err::read_dir(self.state()).expect("list state") {
+            let entry = entry.expect("entry");
+            let to = copy.state().as_std_path().join(entry.file_name());
+            fs_err::copy(entry.path(), to).expect("copy file");
+        }
+        copy
+    }
+}
+
+/// A folder at `version` holding [`ROWS`] seeded rows, closed and
+/// checkpointed, with the snapshot its first migration took; and the
+/// digest of its rows.
+pub(crate) fn seeded(version: u32) -> (Folder, String) {
+    let folder = Folder::new();
+    let db = SystemDb::open(
+        &folder.paths(),
+        &ladder_to(version),
+        &OpenOptions::default(),
+    )
+    .expect("open the new folder");
+    db.conn()
+        .execute_batch(&format!(
+            "INSERT INTO items (id, payload, state) SELECT range, 'payload-' || range, CASE WHEN range % 3 = 0 THEN 'done' ELSE 'new' END FROM range({ROWS});"
+        ))
+        .expect("seed rows");
+    let digest: String = db
+        .conn()
+        .query_row(DIGEST_SQL, [], |r| r.get(0))
+        .expect("digest");
+    drop(db);
+    (folder, digest)
+}
+
+/// How a child process ended.
+#[derive(Debug)]
+pub(crate) enum End {
+    /// It printed its outcome and exited 0.
+    Finished(Box<Outcome>),
+    /// It died (killed, aborted, panicked) or exited without an outcome.
+    Died {
+        /// Its exit status, described.
+        status: String,
+        /// The last lines it printed.
+        tail: String,
+    },
+    /// It ran past the timeout and was killed.
+    TimedOut,
+}
+
+/// Run `job` in a child process, waiting at most `timeout`.
+pub(crate) fn run(job: &Job, timeout: Duration) -> End {
+    let mut child = child::command(job)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn child");
+    let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+    });
+    let errors = std::thread::spawn(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+    });
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for child") {
+            break status;
+        }
+        if started.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            return End::TimedOut;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let lines = reader.join().expect("stdout reader");
+    let errors = errors.join().expect("stderr reader");
+    let outcome = lines
+        .iter()
+        .find_map(|l| child::outcome_in(l))
+        .map(|json| serde_json::from_str::<Outcome>(json).expect("outcome JSON"));
+    match outcome {
+        Some(outcome) if status.success() => End::Finished(Box::new(outcome)),
+        _ => End::Died {
+            status: status.to_string(),
+            tail: {
+                let all: Vec<&String> = lines.iter().chain(&errors).collect();
+                let from = all.len().saturating_sub(12);
+                all[from..]
+                    .iter()
+                    .map(|l| l.as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            },
+        },
+    }
+}
+
+/// Files of a state folder whose names show sysdb left work unfinished.
+pub(crate) fn leftovers(state: &Utf8Path) -> Vec<String> {
+    fs_err::read_dir(state)
+        .expect("list state")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp-") || n.ends_with(".migrating") || n.ends_with(".recovering"))
+        .collect()
+}
+
+/// Write an area's tally where `cargo xtask reliability` finds it, print
+/// it, and fail the test if anything failed.
+pub(crate) fn finish(tally: &Tally) {
+    let dir = sysdb_tests::reliability_dir();
+    fs_err::create_dir_all(&dir).expect("reliability folder");
+    let path = dir.join(format!("{}.json", tally.area));
+    fs_err::write(&path, serde_json::to_vec_pretty(tally).expect("tally JSON"))
+        .expect("write tally");
+    eprintln!("{}", sysdb_tests::table(std::slice::from_ref(tally)));
+    assert!(
+        tally.failures.is_empty(),
+        "{} failure(s) in {} (seed {}):\n{}",
+        tally.failures.len(),
+        tally.area,
+        tally.seed,
+        tally.failures.join("\n")
+    );
+}
+
+/// A class name for the table, from a child's outcome.
+pub(crate) fn class_of(outcome: &Outcome) -> String {
+    match (&outcome.error_kind, &outcome.report) {
+        (Some(kind), _) => kind.clone(),
+        (None, Some(report)) => {
+            let restored = report["restored"]["source"].as_str();
+            let resumed = !report["recovery_resumed"].is_null();
+            match (report["error"]["class"].as_str(), restored, resumed) {
+                (_, Some(source), true) => format!("resumed, restored {source}"),
+                (Some(class), Some(source), false) => format!("{class}, restored {source}"),
+                (Some(class), None, _) => format!("{class}, opened"),
+                (None, None, true) => "resumed, opened".to_owned(),
+                (None, _, _) => "opened".to_owned(),
+            }
+        }
+        (None, None) => "no report".to_owned(),
+    }
+}
+
+/// What every successful open must show: the ladder's top, every seeded
+/// row, nothing left half done.
+pub(crate) fn check_opened(
+    outcome: &Outcome,
+    digest: &str,
+    state: &Utf8Path,
+) -> Result<(), String> {
+    if !outcome.ok {
+        return Err(format!(
+            "the open failed: {}",
+            outcome.error.as_deref().unwrap_or("?")
+        ));
+    }
+    if outcome.version != Some(TOP) {
+        return Err(format!("version {:?}, not {TOP}", outcome.version));
+    }
+    if outcome.digest.as_deref() != Some(digest) {
+        return Err(format!(
+            "the seeded rows changed: digest {:?}, rows {:?}",
+            outcome.digest, outcome.rows
+        ));
+    }
+    let left = leftovers(state);
+    if !left.is_empty() {
+        return Err(format!("left behind: {left:?}"));
+    }
+    Ok(())
+}
+
+/// Every file set aside in `before` (by name and content) is still there.
+pub(crate) fn nothing_deleted(
+    before: &BTreeMap<String, String>,
+    after: &BTreeMap<String, String>,
+) -> Result<(), String> {
+    for (name, sha) in before {
+        if name.contains(".broken.") && after.get(name) != Some(sha) {
+            return Err(format!("{name} was removed or changed"));
+        }
+    }
+    Ok(())
+}
+
+/// Options every child open uses.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct ChildOptions {
+    /// Restore the snapshot only with the intent marker.
+    pub(crate) strict: bool,
+    /// The probe child's command, if any: program and arguments.
+    pub(crate) probe: Option<(String, Vec<String>, u64)>,
+}
+
+/// This test binary, for children.
+pub(crate) fn test_binary() -> Command {
+    Command::new(std::env::current_exe().expect("test binary path"))
+}
