@@ -194,9 +194,9 @@ fn read_recorded(conn: &Connection) -> Result<Recorded> {
     let reading = "reading schema_version";
     let mut stmt = conn
         .prepare(
-            "SELECT column_name FROM information_schema.columns \
-             WHERE table_name = 'schema_version' AND table_schema = 'main' \
-               AND table_catalog = current_database()",
+            "SELECT column_name FROM duckdb_columns() \
+             WHERE table_name = 'schema_version' AND schema_name = 'main' \
+               AND database_name = current_database()",
         )
         .map_err(bookkeeping(reading))?;
     let columns: Vec<String> = stmt

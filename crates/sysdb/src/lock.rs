@@ -48,10 +48,12 @@ pub(crate) fn acquire(path: &Utf8Path, wait: Duration) -> Result<OpenLock> {
             Err(e) => return Err(io_error(e.into())),
         }
     }
-    file.set_len(0)
-        .and_then(|()| file.seek(SeekFrom::Start(0)))
-        .and_then(|_| writeln!(file, "{}", std::process::id()))
-        .and_then(|()| file.sync_all())
+    // One write of a fixed width over whatever an earlier holder left, so
+    // a reader never sees half of one pid and half of another. The pid is
+    // for messages only: no fsync on every open.
+    file.seek(SeekFrom::Start(0))
+        .and_then(|_| file.write_all(format!("{:>10}\n", std::process::id()).as_bytes()))
+        .and_then(|()| file.set_len(PID_LINE))
         .map_err(io_error)?;
     Ok(OpenLock { _file: file })
 }
@@ -67,12 +69,23 @@ pub(crate) fn holder_now(path: &Utf8Path) -> Option<Option<u32>> {
     }
 }
 
-/// The pid the holder wrote into the lock file, if readable.
+/// The length of the pid line the holder writes.
+const PID_LINE: u64 = 11;
+
+/// The pid the holder wrote into the lock file, if readable. A holder
+/// that has just taken the lock writes its pid a moment later, so an empty
+/// file is read again for a short while.
 fn holder(file: &mut fs_err::File) -> Option<u32> {
-    let mut text = String::new();
-    file.seek(SeekFrom::Start(0)).ok()?;
-    file.read_to_string(&mut text).ok()?;
-    text.trim().parse().ok()
+    for _ in 0..40 {
+        let mut text = String::new();
+        file.seek(SeekFrom::Start(0)).ok()?;
+        file.read_to_string(&mut text).ok()?;
+        if !text.trim().is_empty() {
+            return text.trim().parse().ok();
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    None
 }
 
 #[cfg(test)]

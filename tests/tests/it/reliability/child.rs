@@ -75,6 +75,10 @@ pub(crate) struct Outcome {
     pub(crate) error_kind: Option<String>,
     /// Every failpoint hit, in order.
     pub(crate) trace: Vec<String>,
+    /// The child's pid.
+    pub(crate) pid: u32,
+    /// For `Locked`: the holder's pid the error named.
+    pub(crate) locked_by: Option<u32>,
     /// For a `digests` job: each copy of the data (the database with its
     /// log, the snapshots, each database set aside) and what reading it
     /// gave: [`DIGEST_SQL`]'s value or the error.
@@ -158,7 +162,7 @@ fn reliability_child() {
 
     let paths = Paths::from_data_dir(&job.data).expect("paths");
     let options = OpenOptions {
-        lock_wait: Duration::from_secs(120),
+        lock_wait: Duration::from_millis(job.options.lock_wait_ms.unwrap_or(120_000)),
         strict_snapshot: job.options.strict,
         probe: job
             .options
@@ -174,7 +178,7 @@ fn reliability_child() {
     let mut outcome = match SystemDb::open(&paths, &ladder_to(TOP), &options) {
         Ok(db) => {
             let conn = db.conn();
-            Outcome {
+            let outcome = Outcome {
                 ok: true,
                 version: sysdb::Ladder::status(&ladder_to(TOP), conn)
                     .ok()
@@ -185,14 +189,21 @@ fn reliability_child() {
                     .ok(),
                 report: serde_json::to_value(db.report()).ok(),
                 ..Outcome::default()
-            }
+            };
+            std::thread::sleep(Duration::from_millis(job.options.hold_ms));
+            outcome
         }
         Err(e) => Outcome {
             error: Some(e.to_string()),
             error_kind: Some(kind(&e)),
+            locked_by: match &e {
+                Error::Locked { pid, .. } => *pid,
+                _ => None,
+            },
             ..Outcome::default()
         },
     };
+    outcome.pid = std::process::id();
     outcome.trace = trace
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)

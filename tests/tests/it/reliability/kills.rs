@@ -313,6 +313,59 @@ fn race(tally: &mut Tally, label: &str, state: &Folder, digest: &str, n: usize, 
     }
 }
 
+/// `n` processes open a folder at once without waiting for the lock, and
+/// the one that gets it keeps it a while: exactly one opens, every other
+/// gets `Locked` naming that one's pid.
+fn contend(tally: &mut Tally, label: &str, state: &Folder, n: usize) {
+    let copy = state.copy();
+    let job = Job {
+        data: copy.data.clone(),
+        options: super::ChildOptions {
+            lock_wait_ms: Some(0),
+            hold_ms: 3000,
+            ..super::ChildOptions::default()
+        },
+        ..Job::default()
+    };
+    let ends: Vec<End> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..n).map(|_| s.spawn(|| run(&job, TIMEOUT))).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("runner"))
+            .collect()
+    });
+    tally.scenarios += 1;
+    let outcomes: Vec<Outcome> = ends
+        .into_iter()
+        .filter_map(|end| match end {
+            End::Finished(outcome) => Some(*outcome),
+            other => {
+                tally.failures.push(format!(
+                    "{label}, {n} contending: a child ended as {other:?}"
+                ));
+                None
+            }
+        })
+        .collect();
+    let opened: Vec<&Outcome> = outcomes.iter().filter(|o| o.ok).collect();
+    let [holder] = opened.as_slice() else {
+        tally.failures.push(format!(
+            "{label}, {n} contending: {} opened, expected exactly one",
+            opened.len()
+        ));
+        return;
+    };
+    for o in outcomes.iter().filter(|o| !o.ok) {
+        *tally.classes.entry(class_of(o)).or_default() += 1;
+        if o.locked_by != Some(holder.pid) {
+            tally.failures.push(format!(
+                "{label}, {n} contending: expected Locked by {}, got {:?} ({:?})",
+                holder.pid, o.locked_by, o.error
+            ));
+        }
+    }
+}
+
 #[test]
 fn processes_racing_over_killed_migrations_and_recoveries() {
     let seed = seed();
@@ -343,6 +396,9 @@ fn processes_racing_over_killed_migrations_and_recoveries() {
             n,
             1,
         );
+    }
+    for n in [2, 4, 8] {
+        contend(&mut tally, "crash in step 4", &crashed, n);
     }
     tally.millis = started.elapsed().as_millis() as u64;
     finish(&tally);

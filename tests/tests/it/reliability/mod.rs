@@ -294,8 +294,12 @@ pub(crate) fn nothing_deleted(
 pub(crate) struct ChildOptions {
     /// Restore the snapshot only with the intent marker.
     pub(crate) strict: bool,
-    /// The probe child's command, if any: program and arguments.
+    /// The probe child's command, if any: program, arguments, timeout (ms).
     pub(crate) probe: Option<(String, Vec<String>, u64)>,
+    /// How long to wait for the open lock (ms); two minutes if unset.
+    pub(crate) lock_wait_ms: Option<u64>,
+    /// How long to keep the database open after the open (ms).
+    pub(crate) hold_ms: u64,
 }
 
 /// This test binary, for children.
