@@ -271,6 +271,17 @@ fn random_kills() {
     finish(&tally);
 }
 
+/// Run `job` in `n` children started together.
+fn at_once(job: &Job, n: usize) -> Vec<End> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..n).map(|_| s.spawn(|| run(job, TIMEOUT))).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("runner"))
+            .collect()
+    })
+}
+
 /// `n` processes open a folder at once; every one must end at the top with
 /// every row, and exactly `recoveries` of them recover (or resume one).
 fn race(tally: &mut Tally, label: &str, state: &Folder, digest: &str, n: usize, recoveries: usize) {
@@ -280,13 +291,7 @@ fn race(tally: &mut Tally, label: &str, state: &Folder, digest: &str, n: usize, 
         data: copy.data.clone(),
         ..Job::default()
     };
-    let outcomes: Vec<End> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..n).map(|_| s.spawn(|| run(&job, TIMEOUT))).collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("runner"))
-            .collect()
-    });
+    let outcomes: Vec<End> = at_once(&job, n);
     tally.scenarios += 1;
     let mut recovered_by = 0;
     for end in outcomes {
@@ -327,13 +332,7 @@ fn contend(tally: &mut Tally, label: &str, state: &Folder, n: usize) {
         },
         ..Job::default()
     };
-    let ends: Vec<End> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..n).map(|_| s.spawn(|| run(&job, TIMEOUT))).collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("runner"))
-            .collect()
-    });
+    let ends: Vec<End> = at_once(&job, n);
     tally.scenarios += 1;
     let outcomes: Vec<Outcome> = ends
         .into_iter()
