@@ -3,8 +3,9 @@
 //! both alike), at growing database sizes. Prints a table and writes every
 //! raw sample to `<target>/bench/latest.json`.
 
+use std::collections::BTreeMap;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use camino::{Utf8Path, Utf8PathBuf};
 use duckdb::Connection;
@@ -43,8 +44,9 @@ struct Measure {
     baseline_secs: Vec<f64>,
     /// The goal for the ratio of medians, if there is one.
     goal: Option<f64>,
-    /// For the migration: the snapshot's share of each subject run.
-    snapshot_secs: Vec<f64>,
+    /// Where the subject's time went, by the open report's phases
+    /// (`lock`, `connect`, `plan`, `snapshot`, …), per run, in seconds.
+    phases: BTreeMap<String, Vec<f64>>,
     /// Peak resident memory of the subject in a process of its own (KiB).
     peak_kib: Option<u64>,
     /// How the subject copied (stream or reflink), where it copies.
@@ -54,6 +56,18 @@ struct Measure {
 impl Measure {
     fn ratio(&self) -> f64 {
         median(&self.subject_secs) / median(&self.baseline_secs)
+    }
+
+    /// Record one subject run's phases from its report.
+    fn phases_of(&mut self, report: &sysdb::OpenReport) {
+        for phase in &report.timings {
+            if phase.name != "total" {
+                self.phases
+                    .entry(phase.name.to_owned())
+                    .or_default()
+                    .push(phase.millis as f64 / 1e3);
+            }
+        }
     }
 }
 
@@ -251,11 +265,13 @@ fn table(report: &Report) -> String {
             if let Some(method) = &me.method {
                 notes.push(format!("copy: {method}"));
             }
-            if !me.snapshot_secs.is_empty() {
-                notes.push(format!(
-                    "snapshot {:.0}% of it",
-                    100.0 * median(&me.snapshot_secs) / median(&me.subject_secs)
-                ));
+            if !me.phases.is_empty() {
+                let phases: Vec<String> = me
+                    .phases
+                    .iter()
+                    .map(|(name, secs)| format!("{name} {:.1}", median(secs) * 1e3))
+                    .collect();
+                notes.push(phases.join(" "));
             }
             let ratio = me.ratio();
             let goal = me.goal.map_or("-".to_owned(), |g| format!("{g:.2}"));
@@ -388,6 +404,7 @@ fn open_noop(base: &Utf8Path, reps: usize) -> Result<Measure, String> {
         if db.report().migration.is_some() || db.report().error.is_some() {
             return Err("the open had something to do".to_owned());
         }
+        m.phases_of(db.report());
         drop(db);
         m.subject_secs.push(secs);
         let (secs, conn) = timed(|| raw_open(paths.db()))?;
@@ -505,6 +522,7 @@ fn recovery(base: &Utf8Path, work: &Utf8Path, reps: usize) -> Result<Measure, St
         if db.report().restored.is_none() {
             return Err("the recovery measure did not recover".to_owned());
         }
+        m.phases_of(db.report());
         drop(db);
         m.subject_secs.push(secs);
 
@@ -545,17 +563,12 @@ fn migration(base: &Utf8Path, work: &Utf8Path, reps: usize) -> Result<Measure, S
             SystemDb::open(&paths(&dir), &ladder, &OpenOptions::default())
                 .map_err(|e| e.to_string())
         })?;
-        let snapshot_ms = db
-            .report()
-            .timings
-            .iter()
-            .find(|p| p.name == "snapshot")
-            .map(|p| p.millis)
-            .ok_or("no snapshot phase in the report")?;
+        if db.report().migration.is_none() {
+            return Err("the migration measure did not migrate".to_owned());
+        }
+        m.phases_of(db.report());
         drop(db);
         m.subject_secs.push(secs);
-        m.snapshot_secs
-            .push(Duration::from_millis(snapshot_ms).as_secs_f64());
 
         let dir = fresh(base, work, "migration")?;
         let (secs, ()) = timed(|| {

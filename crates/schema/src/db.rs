@@ -192,18 +192,30 @@ fn bookkeeping(doing: &'static str) -> impl FnOnce(duckdb::Error) -> Error {
 
 fn read_recorded(conn: &Connection) -> Result<Recorded> {
     let reading = "reading schema_version";
-    let mut stmt = conn
-        .prepare(
-            "SELECT column_name FROM duckdb_columns() \
-             WHERE table_name = 'schema_version' AND schema_name = 'main' \
-               AND database_name = current_database()",
-        )
-        .map_err(bookkeeping(reading))?;
-    let columns: Vec<String> = stmt
-        .query_map([], |row| row.get::<_, String>(0))
-        .map_err(bookkeeping(reading))?
-        .collect::<duckdb::Result<_>>()
-        .map_err(bookkeeping(reading))?;
+    // The table's own columns cost a millisecond; listing the catalog
+    // (duckdb_tables(), information_schema) costs more than opening the
+    // database, so it is asked only when the table seems missing.
+    let listed: duckdb::Result<Vec<String>> = conn
+        .prepare("SELECT name FROM pragma_table_info('main.schema_version')")
+        .and_then(|mut stmt| stmt.query_map([], |row| row.get::<_, String>(0))?.collect());
+    let columns = match listed {
+        Ok(columns) => columns,
+        Err(e) => {
+            let exists: bool = conn
+                .query_row(
+                    "SELECT count(*) > 0 FROM duckdb_tables() \
+                     WHERE table_name = 'schema_version' AND schema_name = 'main' \
+                       AND database_name = current_database()",
+                    [],
+                    |row| row.get(0),
+                )
+                .map_err(bookkeeping(reading))?;
+            if exists {
+                return Err(bookkeeping(reading)(e));
+            }
+            Vec::new()
+        }
+    };
     if columns.is_empty() {
         return Ok(Recorded {
             exists: false,
