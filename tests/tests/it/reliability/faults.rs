@@ -380,7 +380,11 @@ fn a_replay_that_aborts_the_probe_is_recovered_and_a_slow_probe_is_refused() {
         &state,
         (
             "/bin/sh".to_owned(),
-            vec!["-c".to_owned(), "sleep 30".to_owned(), "probe".to_owned()],
+            vec![
+                "-c".to_owned(),
+                "exec sleep 30".to_owned(),
+                "probe".to_owned(),
+            ],
             300,
         ),
     );
