@@ -5,16 +5,20 @@
 //!
 //! 1. take the advisory lock `system.duckdb.lock`, so two processes never
 //!    recover or migrate at once;
-//! 2. connect; if DuckDB cannot replay the write-ahead log and a pre-migrate
-//!    snapshot exists, set the database and every sidecar aside (by rename,
-//!    never deleting), restore the database file at its last checkpoint (or,
-//!    only if that file is unreadable, the snapshot) and connect again. Every
+//! 2. connect (first in a child process, with [`OpenOptions::probe`]); if
+//!    DuckDB cannot replay the write-ahead log and a pre-migrate snapshot
+//!    exists, set the database and every sidecar aside (by rename, never
+//!    deleting), restore the database file at its last checkpoint (or, only
+//!    if that file is unreadable, the snapshot) and connect again. Every
 //!    other failure is returned unchanged, and no file is touched;
-//! 3. if steps are pending: checkpoint, close, take the pre-migrate
+//! 3. if steps are pending: checkpoint, close, keep the snapshot being
+//!    replaced as `system.duckdb.pre-migrate.previous`, take the pre-migrate
 //!    snapshot, write the intent marker `system.duckdb.migrating` naming it
-//!    (size and SHA-256), reopen, apply each step with a checkpoint after
-//!    it, check that no write-ahead log remains, and remove the marker.
-//!    Nothing pending means no snapshot.
+//!    (file name, size and SHA-256), reopen, apply each step with a
+//!    checkpoint after it, check that no write-ahead log remains, and
+//!    remove the marker and the previous snapshot. A window an earlier open
+//!    left open (its marker still there) is resumed with the snapshot it
+//!    took. Nothing pending means no snapshot.
 //!
 //! What happened is in the [`OpenReport`].
 //!

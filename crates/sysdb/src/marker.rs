@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::{Error, Result};
+use crate::{Error, Paths, Result};
 
 /// What a migration window records before it changes the database.
 ///
@@ -112,6 +112,21 @@ fn json_bytes<T: Serialize>(value: &T) -> Vec<u8> {
     let mut text = serde_json::to_string_pretty(value).unwrap_or_default();
     text.push('\n');
     text.into_bytes()
+}
+
+/// Write a marker durably (see `sysdb_snapshot::write_durably`); `doing`
+/// names it in the error.
+pub(crate) fn write(
+    paths: &Paths,
+    path: &Utf8Path,
+    bytes: &[u8],
+    doing: &'static str,
+) -> Result<()> {
+    sysdb_snapshot::write_durably(path, bytes).map_err(|source| Error::Move {
+        doing,
+        path: paths.db().to_owned(),
+        source,
+    })
 }
 
 /// The SHA-256 of a file, in lowercase hex, read in bounded memory.

@@ -8,7 +8,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use duckdb::{AccessMode, Connection};
 use sysdb_errclass::{classify_error, ErrorClass, WalReplayCause};
 use sysdb_schema::Ladder;
-use sysdb_snapshot::{quarantine, remove_durably, restore, write_durably, ClosedDb};
+use sysdb_snapshot::{quarantine, remove_durably, restore, ClosedDb};
 
 use crate::marker::Recovering;
 use crate::report::{MetError, MovedFile, ProbeOutcome, RestoreSource, Restored};
@@ -121,11 +121,12 @@ pub(crate) fn connect_or_recover(
         started_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
         pid: std::process::id(),
     };
-    write_durably(&paths.recovering(), &marker.to_bytes()).map_err(|source| Error::Move {
-        doing: "writing the recovery marker for",
-        path: paths.db().to_owned(),
-        source,
-    })?;
+    crate::marker::write(
+        paths,
+        &paths.recovering(),
+        &marker.to_bytes(),
+        "writing the recovery marker for",
+    )?;
     fail::fail_point!("sysdb::recover::marked");
     let set = recovery.set_aside(report)?;
     report.wal_bytes_set_aside = set

@@ -5,9 +5,7 @@ use std::time::{Instant, SystemTime};
 
 use duckdb::Connection;
 use sysdb_schema::{ApplyOptions, Ladder};
-use sysdb_snapshot::{
-    forget_previous, keep_previous, remove_durably, take, write_durably, ClosedDb,
-};
+use sysdb_snapshot::{forget_previous, keep_previous, remove_durably, take, ClosedDb};
 
 use crate::marker::{sha256_file, Marker};
 use crate::report::{Migration, StepRun};
@@ -148,11 +146,12 @@ fn snapshot_window(
         started_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
         pid: std::process::id(),
     };
-    write_durably(&paths.marker(), &intent.to_bytes()).map_err(|source| Error::Move {
-        doing: "writing the intent marker for",
-        path: paths.db().to_owned(),
-        source,
-    })?;
+    crate::marker::write(
+        paths,
+        &paths.marker(),
+        &intent.to_bytes(),
+        "writing the intent marker for",
+    )?;
     report.phase("snapshot", phase);
     fail::fail_point!("sysdb::window::marked");
     tracing::info!(snapshot = %taken.to, bytes = taken.bytes, from = plan.from, to = plan.to, "took the pre-migrate snapshot");
