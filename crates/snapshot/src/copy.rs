@@ -453,7 +453,10 @@ pub(crate) fn remove_stale_temps(dir: &Utf8Path, dest: &Utf8Path) -> Result<()> 
     Ok(())
 }
 
-fn process_alive(pid: u32) -> bool {
+/// Whether a process with this pid exists in this pid namespace (one of
+/// another user does too). Files that name a dead process's pid — a temp
+/// copy, the lock file's holder — are stale.
+pub fn process_alive(pid: u32) -> bool {
     let Some(pid) = i32::try_from(pid)
         .ok()
         .and_then(rustix::process::Pid::from_raw)

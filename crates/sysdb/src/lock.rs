@@ -12,10 +12,19 @@ use crate::{Error, Result};
 const RETRY: Duration = Duration::from_millis(25);
 
 /// An exclusive `flock` on `system.duckdb.lock`, held until dropped. The
-/// file holds the holder's pid, for the error the next process gets.
+/// file holds the holder's pid, for the error the next process gets; a
+/// clean release empties it again.
 #[derive(Debug)]
 pub struct OpenLock {
-    _file: fs_err::File,
+    file: fs_err::File,
+}
+
+impl Drop for OpenLock {
+    fn drop(&mut self) {
+        // Still locked here: the flock goes with the descriptor, after this.
+        // A failure only leaves a pid that `holder` sees is no longer alive.
+        let _ = self.file.set_len(0);
+    }
 }
 
 /// Take the lock, waiting up to `wait` for another holder to let go.
@@ -55,7 +64,7 @@ pub(crate) fn acquire(path: &Utf8Path, wait: Duration) -> Result<OpenLock> {
         .and_then(|_| file.write_all(format!("{:>10}\n", std::process::id()).as_bytes()))
         .and_then(|()| file.set_len(PID_LINE))
         .map_err(io_error)?;
-    Ok(OpenLock { _file: file })
+    Ok(OpenLock { file })
 }
 
 /// Who holds the lock now, without taking it for long and without creating
@@ -73,15 +82,21 @@ pub(crate) fn holder_now(path: &Utf8Path) -> Option<Option<u32>> {
 const PID_LINE: u64 = 11;
 
 /// The pid the holder wrote into the lock file, if readable. A holder
-/// that has just taken the lock writes its pid a moment later, so an empty
-/// file is read again for a short while.
+/// that has just taken the lock writes its pid a moment later, over an
+/// empty file or over the pid of a holder that was killed; so a file that
+/// is empty or names a process that no longer exists is read again for a
+/// short while, and never reported as the holder.
 fn holder(file: &mut fs_err::File) -> Option<u32> {
     for _ in 0..40 {
         let mut text = String::new();
         file.seek(SeekFrom::Start(0)).ok()?;
         file.read_to_string(&mut text).ok()?;
-        if !text.trim().is_empty() {
-            return text.trim().parse().ok();
+        if let Ok(pid) = text.trim().parse::<u32>() {
+            if sysdb_snapshot::process_alive(pid) {
+                return Some(pid);
+            }
+        } else if !text.trim().is_empty() {
+            return None;
         }
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -107,7 +122,31 @@ mod tests {
         }
         assert_eq!(holder_now(&path), Some(Some(std::process::id())));
         drop(first);
+        assert_eq!(fs_err::read_to_string(&path).expect("lock file"), "");
         assert_eq!(holder_now(&path), None);
         acquire(&path, Duration::ZERO).expect("lock after release");
+    }
+
+    #[test]
+    fn the_pid_of_a_killed_holder_is_never_reported() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = Utf8PathBuf::try_from(dir.path().join("system.duckdb.lock")).expect("utf-8");
+        let mut dead = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
+        let dead_pid = dead.id();
+        dead.wait().expect("wait true");
+        // A new holder that has the lock but has not yet written its pid
+        // over the one a killed holder left.
+        let stale = fs_err::File::create(&path).expect("lock file");
+        rustix::fs::flock(&stale, rustix::fs::FlockOperation::LockExclusive).expect("flock");
+        fs_err::write(&path, format!("{dead_pid:>10}\n")).expect("write pid");
+        match acquire(&path, Duration::ZERO).expect_err("locked") {
+            Error::Locked { pid, .. } => assert_eq!(pid, None, "{dead_pid} is not alive"),
+            other => panic!("unexpected {other:?}"),
+        }
+        // Once it writes its own pid, that is the one reported.
+        fs_err::write(&path, format!("{:>10}\n", std::process::id())).expect("write pid");
+        assert_eq!(holder_now(&path), Some(Some(std::process::id())));
     }
 }

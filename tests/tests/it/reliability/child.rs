@@ -190,7 +190,12 @@ fn reliability_child() {
                 report: serde_json::to_value(db.report()).ok(),
                 ..Outcome::default()
             };
-            std::thread::sleep(Duration::from_millis(job.options.hold_ms));
+            if let Some(release) = &job.options.hold_until {
+                let started = std::time::Instant::now();
+                while !release.exists() && started.elapsed() < Duration::from_secs(120) {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
             outcome
         }
         Err(e) => Outcome {

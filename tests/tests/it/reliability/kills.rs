@@ -2,6 +2,7 @@
 //! follows (nested up to three deep); at random moments; and processes
 //! racing over a folder a kill left behind.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use rand::{RngExt, SeedableRng};
@@ -273,8 +274,23 @@ fn random_kills() {
 
 /// Run `job` in `n` children started together.
 fn at_once(job: &Job, n: usize) -> Vec<End> {
+    // A child that holds the database until released is released once
+    // every other child has ended.
+    let ended = AtomicUsize::new(0);
     std::thread::scope(|s| {
-        let handles: Vec<_> = (0..n).map(|_| s.spawn(|| run(job, TIMEOUT))).collect();
+        let handles: Vec<_> = (0..n)
+            .map(|_| {
+                s.spawn(|| {
+                    let end = run(job, TIMEOUT);
+                    if ended.fetch_add(1, Ordering::SeqCst) + 1 == n - 1 {
+                        if let Some(release) = &job.options.hold_until {
+                            fs_err::write(release, "").expect("release the holder");
+                        }
+                    }
+                    end
+                })
+            })
+            .collect();
         handles
             .into_iter()
             .map(|h| h.join().expect("runner"))
@@ -319,15 +335,15 @@ fn race(tally: &mut Tally, label: &str, state: &Folder, digest: &str, n: usize, 
 }
 
 /// `n` processes open a folder at once without waiting for the lock, and
-/// the one that gets it keeps it a while: exactly one opens, every other
-/// gets `Locked` naming that one's pid.
+/// the one that gets it keeps it until every other has ended: exactly one
+/// opens, every other gets `Locked` naming that one's pid.
 fn contend(tally: &mut Tally, label: &str, state: &Folder, n: usize) {
     let copy = state.copy();
     let job = Job {
         data: copy.data.clone(),
         options: super::ChildOptions {
             lock_wait_ms: Some(0),
-            hold_ms: 3000,
+            hold_until: Some(copy.data.parent().expect("copy folder").join("release")),
             ..super::ChildOptions::default()
         },
         ..Job::default()

@@ -298,8 +298,9 @@ pub(crate) struct ChildOptions {
     pub(crate) probe: Option<(String, Vec<String>, u64)>,
     /// How long to wait for the open lock (ms); two minutes if unset.
     pub(crate) lock_wait_ms: Option<u64>,
-    /// How long to keep the database open after the open (ms).
-    pub(crate) hold_ms: u64,
+    /// Keep the database open after the open until this file exists (at
+    /// most two minutes).
+    pub(crate) hold_until: Option<Utf8PathBuf>,
 }
 
 /// This test binary, for children.
