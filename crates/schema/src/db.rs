@@ -190,7 +190,22 @@ fn bookkeeping(doing: &'static str) -> impl FnOnce(duckdb::Error) -> Error {
     move |source| Error::Bookkeeping { doing, source }
 }
 
+/// The rows of a `schema_version` with every column this crate writes:
+/// naming `name` makes a table without it fail to bind, as one without
+/// `checksum` does.
+const RECORDED_SQL: &str = "SELECT CAST(version AS BIGINT), any_value(checksum), \
+     any_value(name) IS NULL FROM schema_version GROUP BY 1 ORDER BY 1";
+
 fn read_recorded(conn: &Connection) -> Result<Recorded> {
+    // The usual case, a table this crate made, costs one query; anything
+    // else (no table, a legacy table, an error) is looked at closely.
+    if let Ok(raw) = query_versions(conn, RECORDED_SQL) {
+        return Ok(Recorded {
+            exists: true,
+            legacy: false,
+            rows: valid_versions(raw),
+        });
+    }
     let reading = "reading schema_version";
     // The table's own columns cost a millisecond; listing the catalog
     // (duckdb_tables(), information_schema) costs more than opening the
@@ -227,25 +242,32 @@ fn read_recorded(conn: &Connection) -> Result<Recorded> {
     let query = if legacy {
         "SELECT DISTINCT CAST(version AS BIGINT), NULL::VARCHAR FROM schema_version ORDER BY 1"
     } else {
-        "SELECT CAST(version AS BIGINT), any_value(checksum) FROM schema_version GROUP BY 1 ORDER BY 1"
+        RECORDED_SQL
     };
-    let mut stmt = conn.prepare(query).map_err(bookkeeping(reading))?;
-    let raw: Vec<(Option<i64>, Option<String>)> = stmt
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
-        .map_err(bookkeeping(reading))?
-        .collect::<duckdb::Result<_>>()
-        .map_err(bookkeeping(reading))?;
-    // Versions outside 1..=u32::MAX cannot be ours; they count as missing
-    // history rather than being silently dropped.
-    let rows = raw
-        .into_iter()
-        .filter_map(|(v, c)| Some((u32::try_from(v?).ok().filter(|v| *v > 0)?, c)))
-        .collect();
+    let raw = query_versions(conn, query).map_err(bookkeeping(reading))?;
     Ok(Recorded {
         exists: true,
         legacy,
-        rows,
+        rows: valid_versions(raw),
     })
+}
+
+/// `(version, checksum)` from the first two columns of `sql`.
+fn query_versions(
+    conn: &Connection,
+    sql: &str,
+) -> duckdb::Result<Vec<(Option<i64>, Option<String>)>> {
+    conn.prepare(sql)?
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect()
+}
+
+/// Versions outside 1..=u32::MAX cannot be ours; they count as missing
+/// history rather than being silently dropped.
+fn valid_versions(raw: Vec<(Option<i64>, Option<String>)>) -> Vec<(u32, Option<String>)> {
+    raw.into_iter()
+        .filter_map(|(v, c)| Some((u32::try_from(v?).ok().filter(|v| *v > 0)?, c)))
+        .collect()
 }
 
 impl Ladder {

@@ -11,7 +11,9 @@
 //!    deleting), restore the database file at its last checkpoint (or, only
 //!    if that file is unreadable, the snapshot) and connect again. Every
 //!    other failure is returned unchanged, and no file is touched;
-//! 3. if steps are pending: checkpoint, close, keep the snapshot being
+//! 3. if steps are pending: checkpoint, read every table whole (a damaged
+//!    block the open did not read refuses the window, so the snapshot is
+//!    never replaced with a copy of it), close, keep the snapshot being
 //!    replaced as `system.duckdb.pre-migrate.previous`, take the pre-migrate
 //!    snapshot, write the intent marker `system.duckdb.migrating` naming it
 //!    (file name, size and SHA-256), reopen, apply each step with a
@@ -373,6 +375,21 @@ pub enum Error {
         /// What went wrong, and what to do.
         problem: String,
     },
+    /// A table of the database does not read whole, so the migration window
+    /// does not replace the snapshot with a copy of it.
+    #[error("while reading {path} whole before a migration replaces its snapshot: {table} does not read: {source}; nothing was migrated{}", .snapshot.as_ref().map_or(String::new(), |s| format!(" and the snapshot {s} is kept; restore it with `sysdb recover --from-snapshot` if its data matters more than the writes made since")))]
+    Unreadable {
+        /// The database.
+        path: Utf8PathBuf,
+        /// The snapshot, kept, if there is one.
+        snapshot: Option<Utf8PathBuf>,
+        /// The table that does not read, quoted as in SQL.
+        table: String,
+        /// What kind of failure it is.
+        class: ErrorClass,
+        /// DuckDB's error.
+        source: Box<duckdb::Error>,
+    },
     /// A statement sysdb runs itself (CHECKPOINT) failed.
     #[error("while running {statement} on {path}: {source}")]
     Statement {
@@ -481,6 +498,20 @@ mod tests {
             Error::Probe {
                 path: db.clone(),
                 problem: "/usr/local/bin/sysdb probe-open did not finish within 30s and was killed; a long write-ahead log can take that long to replay: raise the probe's timeout".to_owned(),
+            },
+            Error::Unreadable {
+                path: db.clone(),
+                snapshot: Some("/srv/data/state/system.duckdb.pre-migrate".into()),
+                table: "\"main\".\"jobs\"".to_owned(),
+                class: ErrorClass::CorruptDatabase,
+                source: Box::new(duck("Data Corruption Error: Corrupt database file: computed checksum 6371212628789838610 does not match stored checksum 12513807375399442 in block at location 798720")),
+            },
+            Error::Unreadable {
+                path: db.clone(),
+                snapshot: None,
+                table: "\"main\".\"jobs\"".to_owned(),
+                class: ErrorClass::CorruptDatabase,
+                source: Box::new(duck("Data Corruption Error: Corrupt database file: computed checksum 6371212628789838610 does not match stored checksum 12513807375399442 in block at location 798720")),
             },
             Error::Statement {
                 path: db,

@@ -84,10 +84,11 @@ const PID_LINE: u64 = 11;
 /// The pid the holder wrote into the lock file, if readable. A holder
 /// that has just taken the lock writes its pid a moment later, over an
 /// empty file or over the pid of a holder that was killed; so a file that
-/// is empty or names a process that no longer exists is read again for a
-/// short while, and never reported as the holder.
+/// is empty or names a process that no longer exists is read again for up
+/// to a second (a loaded machine can hold a process back that long), and
+/// never reported as the holder.
 fn holder(file: &mut fs_err::File) -> Option<u32> {
-    for _ in 0..40 {
+    for _ in 0..200 {
         let mut text = String::new();
         file.seek(SeekFrom::Start(0)).ok()?;
         file.read_to_string(&mut text).ok()?;

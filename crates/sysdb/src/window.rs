@@ -119,6 +119,7 @@ fn snapshot_window(
             source: Box::new(source),
         })?;
     fail::fail_point!("sysdb::window::checkpointed");
+    read_whole(&conn, paths)?;
     drop(conn);
     let closed = ClosedDb::assume_closed(paths.files().clone());
     // The snapshot being replaced stays until a window completes: the
@@ -156,6 +157,46 @@ fn snapshot_window(
     fail::fail_point!("sysdb::window::marked");
     tracing::info!(snapshot = %taken.to, bytes = taken.bytes, from = plan.from, to = plan.to, "took the pre-migrate snapshot");
     Ok(taken)
+}
+
+/// Read every column of every table, so that a damaged block is found
+/// before the window replaces the snapshot (the last good copy) with a copy
+/// of it; the open reads `schema_version` alone, and a migration may not
+/// read the damage either. Index blocks are read only where DuckDB uses the
+/// index.
+fn read_whole(conn: &Connection, paths: &Paths) -> Result<()> {
+    let unreadable = |table: String| {
+        move |source: duckdb::Error| Error::Unreadable {
+            path: paths.db().to_owned(),
+            snapshot: Some(paths.snapshot()).filter(|s| s.exists()),
+            table,
+            class: sysdb_errclass::classify_error(&source),
+            source: Box::new(source),
+        }
+    };
+    let tables: Vec<(String, String)> = conn
+        .prepare(
+            "SELECT schema_name, table_name FROM duckdb_tables() \
+             WHERE database_name = current_database() ORDER BY ALL",
+        )
+        .and_then(|mut stmt| {
+            stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect()
+        })
+        .map_err(unreadable("(the catalog)".to_owned()))?;
+    for (schema, table) in tables {
+        let name = format!("{}.{}", quoted(&schema), quoted(&table));
+        let sql = format!("SELECT bit_xor(hash(COLUMNS(*))) FROM {name}");
+        conn.prepare(&sql)
+            .and_then(|mut stmt| stmt.query([])?.next().map(|_| ()))
+            .map_err(unreadable(name))?;
+    }
+    Ok(())
+}
+
+/// An identifier, quoted for SQL.
+fn quoted(identifier: &str) -> String {
+    format!("\"{}\"", identifier.replace('"', "\"\""))
 }
 
 /// The window completed: its marker and the previous snapshot go.

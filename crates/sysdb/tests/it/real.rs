@@ -115,19 +115,30 @@ fn a_real_duckdb_lock_held_by_another_process_touches_nothing() {
     assert_eq!(folder_digest(&dir.state()), before, "a file changed");
 }
 
-/// Flip a byte in successive blocks until DuckDB refuses the file.
-fn corrupt_a_block(path: &Utf8Path) {
+/// Flip a byte in one 4 KiB page after another (past the headers; from
+/// the end of the file when `from_the_end`) until `damaged` says the file
+/// is damaged as wanted; each flip that is not is undone.
+fn flip_a_byte_until(path: &Utf8Path, from_the_end: bool, damaged: impl Fn(&Utf8Path) -> bool) {
     let original = fs_err::read(path).expect("read");
-    for offset in (12_288..original.len()).step_by(4096) {
+    let mut offsets: Vec<usize> = (12_288..original.len()).step_by(4096).collect();
+    if from_the_end {
+        offsets.reverse();
+    }
+    for offset in offsets {
         let mut bytes = original.clone();
         bytes[offset + 100] ^= 0xFF;
         fs_err::write(path, &bytes).expect("write");
-        if DuckDbConnector.connect(path).is_err() {
+        if damaged(path) {
             return;
         }
         fs_err::write(path, &original).expect("restore");
     }
-    panic!("no flipped byte made {path} fail to open");
+    panic!("no flipped byte damaged {path} as wanted");
+}
+
+/// Flip a byte in successive blocks until DuckDB refuses the file.
+fn corrupt_a_block(path: &Utf8Path) {
+    flip_a_byte_until(path, false, |path| DuckDbConnector.connect(path).is_err());
 }
 
 #[test]
@@ -144,6 +155,63 @@ fn a_real_corrupt_block_touches_nothing() {
         other => panic!("unexpected {other:?}"),
     }
     assert_eq!(folder_digest(&dir.state()), before, "a file changed");
+}
+
+/// A table of md5 payloads added beside the ladder's, checkpointed, then
+/// one byte of its data flipped where the connect does not read it: the
+/// database opens, and reading the table fails on the block's checksum.
+fn damage_a_table_the_open_does_not_read(path: &Utf8Path) {
+    let conn = DuckDbConnector.connect(path).expect("connect");
+    conn.execute_batch(
+        "CREATE TABLE payloads AS SELECT range AS id, md5(range::VARCHAR) AS body FROM range(50000);
+         CHECKPOINT;",
+    )
+    .expect("add payloads");
+    drop(conn);
+    flip_a_byte_until(path, true, |path| {
+        let scan = DuckDbConnector.connect(path).and_then(|conn| {
+            conn.query_row("SELECT bit_xor(hash(body)) FROM payloads", [], |r| {
+                r.get::<_, u64>(0)
+            })
+        });
+        scan.is_err_and(|e| classify_error(&e) == ErrorClass::CorruptDatabase)
+            && DuckDbConnector.connect(path).is_ok()
+    });
+}
+
+#[test]
+fn a_damaged_table_stops_the_migration_window_before_it_replaces_the_snapshot() {
+    let dir = StateDir::new();
+    let paths = dir.paths();
+    at_v26_with_snapshot(&paths, 100);
+    damage_a_table_the_open_does_not_read(paths.db());
+    let snapshot = fs_err::read(paths.snapshot()).expect("snapshot");
+
+    let err = open(&paths).expect_err("damaged");
+    match &err {
+        Error::Unreadable {
+            table,
+            class,
+            snapshot: kept,
+            ..
+        } => {
+            assert_eq!(table, "\"main\".\"payloads\"");
+            assert_eq!(*class, ErrorClass::CorruptDatabase);
+            assert_eq!(kept.as_deref(), Some(paths.snapshot().as_path()));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(
+        fs_err::read(paths.snapshot()).expect("snapshot"),
+        snapshot,
+        "the snapshot was replaced"
+    );
+    assert!(!paths.marker().exists(), "a migration window was opened");
+    assert!(!paths.previous_snapshot().exists());
+    let conn = DuckDbConnector
+        .connect(paths.db())
+        .expect("the database still opens");
+    assert_eq!(seed_version(&conn), 26, "nothing was migrated");
 }
 
 #[test]
