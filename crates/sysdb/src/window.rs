@@ -119,7 +119,11 @@ fn snapshot_window(
             source: Box::new(source),
         })?;
     fail::fail_point!("sysdb::window::checkpointed");
+    report.phase("checkpoint", phase);
+    let phase = Instant::now();
     read_whole(&conn, paths)?;
+    report.phase("read-whole", phase);
+    let phase = Instant::now();
     drop(conn);
     let closed = ClosedDb::assume_closed(paths.files().clone());
     // The snapshot being replaced stays until a window completes: the

@@ -51,7 +51,8 @@ enum Damage {
 #[derive(Debug, Clone)]
 struct Case {
     /// 0: at the top with commits waiting in a log that replays; 1: killed
-    /// right after committing step 4, which does not replay.
+    /// right after committing step 4, which does not replay; 2: at version
+    /// 1 with a snapshot of every row, steps 2 to 6 pending.
     template: usize,
     damages: Vec<(Target, Damage)>,
 }
@@ -73,7 +74,7 @@ fn case() -> impl Strategy<Value = Case> {
         Just(Target::Marker)
     ];
     (
-        0..2usize,
+        0..3usize,
         proptest::collection::vec((target, damage()), 1..=3),
     )
         .prop_map(|(template, damages)| Case { template, damages })
@@ -191,7 +192,7 @@ fn check(state: &Folder, migrations: &Utf8Path) -> Result<i32, String> {
 }
 
 struct Templates {
-    folders: [Folder; 2],
+    folders: [Folder; 3],
     digest: String,
     migrations: Utf8PathBuf,
     _scratch: tempfile::TempDir,
@@ -217,11 +218,16 @@ fn templates() -> Templates {
     drop(conn);
     assert!(paths.wal().exists(), "no write-ahead log");
     let crashed = super::kills::crashed_in_step_4(&start);
+    let pending = start.copy();
+    sysdb_snapshot::take(&sysdb_snapshot::ClosedDb::assume_closed(
+        pending.paths().files().clone(),
+    ))
+    .expect("snapshot every row");
     let scratch = tempfile::tempdir().expect("temp dir");
     let migrations_dir = Utf8PathBuf::try_from(scratch.path().join("migrations")).expect("utf-8");
     migrations(&migrations_dir);
     Templates {
-        folders: [at_top, crashed],
+        folders: [at_top, crashed, pending],
         digest,
         migrations: migrations_dir,
         _scratch: scratch,
