@@ -18,7 +18,7 @@ use crate::{config, probe, Connector, Error, OpenOptions, OpenReport, Paths, Res
 /// restore may fall back to the snapshot. A lock, a permission or a full
 /// disk says nothing about the file and stops the recovery instead; a file
 /// from a newer DuckDB is readable by that DuckDB and must not be replaced.
-fn file_unreadable(class: ErrorClass) -> bool {
+pub(crate) fn file_unreadable(class: ErrorClass) -> bool {
     matches!(
         class,
         ErrorClass::NotADatabase

@@ -9,7 +9,7 @@ use sysdb_snapshot::{forget_previous, keep_previous, remove_durably, take, Close
 
 use crate::marker::{sha256_file, Marker};
 use crate::report::{Migration, StepRun};
-use crate::{Connector, Error, OpenOptions, OpenReport, Paths, Result};
+use crate::{Connector, Error, ErrorClass, OpenOptions, OpenReport, Paths, Result};
 
 pub(crate) fn ensure_schema(
     conn: Connection,
@@ -167,18 +167,29 @@ fn snapshot_window(
 /// before the window replaces the snapshot (the last good copy) with a copy
 /// of it; the open reads `schema_version` alone, and a migration may not
 /// read the damage either. Index blocks are read only where DuckDB uses the
-/// index.
+/// index. Only a failure that says the file is damaged (or could not be
+/// read) refuses the window; one that says nothing about the file (a query
+/// this DuckDB cannot run on some column type, memory) is logged and the
+/// next table read.
 fn read_whole(conn: &Connection, paths: &Paths) -> Result<()> {
-    let unreadable = |table: String| {
-        move |source: duckdb::Error| Error::Unreadable {
-            path: paths.db().to_owned(),
-            snapshot: Some(paths.snapshot()).filter(|s| s.exists()),
-            table,
-            class: sysdb_errclass::classify_error(&source),
-            source: Box::new(source),
+    let check = |table: String, read: duckdb::Result<()>| match read {
+        Ok(()) => Ok(()),
+        Err(source) => {
+            let class = sysdb_errclass::classify_error(&source);
+            if !(crate::recover::file_unreadable(class) || class == ErrorClass::Io) {
+                tracing::warn!(table, error = %source, "could not read the table whole before the snapshot; going on");
+                return Ok(());
+            }
+            Err(Error::Unreadable {
+                path: paths.db().to_owned(),
+                snapshot: Some(paths.snapshot()).filter(|s| s.exists()),
+                table,
+                class,
+                source: Box::new(source),
+            })
         }
     };
-    let tables: Vec<(String, String)> = conn
+    let tables: duckdb::Result<Vec<(String, String)>> = conn
         .prepare(
             "SELECT schema_name, table_name FROM duckdb_tables() \
              WHERE database_name = current_database() ORDER BY ALL",
@@ -186,14 +197,21 @@ fn read_whole(conn: &Connection, paths: &Paths) -> Result<()> {
         .and_then(|mut stmt| {
             stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
                 .collect()
-        })
-        .map_err(unreadable("(the catalog)".to_owned()))?;
+        });
+    let tables = match tables {
+        Ok(tables) => tables,
+        Err(e) => {
+            check("(the catalog)".to_owned(), Err(e))?;
+            Vec::new()
+        }
+    };
     for (schema, table) in tables {
         let name = format!("{}.{}", quoted(&schema), quoted(&table));
         let sql = format!("SELECT bit_xor(hash(COLUMNS(*))) FROM {name}");
-        conn.prepare(&sql)
-            .and_then(|mut stmt| stmt.query([])?.next().map(|_| ()))
-            .map_err(unreadable(name))?;
+        let read = conn
+            .prepare(&sql)
+            .and_then(|mut stmt| stmt.query([])?.next().map(|_| ()));
+        check(name, read)?;
     }
     Ok(())
 }
@@ -222,4 +240,32 @@ fn remove_marker(paths: &Paths) -> Result<()> {
             path: paths.db().to_owned(),
             source,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_table_that_cannot_be_read_whole_for_a_reason_other_than_damage_does_not_refuse() {
+        let conn = Connection::open_in_memory().expect("in-memory database");
+        conn.execute_batch(
+            "CREATE TABLE ok (id INTEGER, body VARCHAR);
+             INSERT INTO ok VALUES (1, 'a');
+             SET VARIABLE ready = true;
+             CREATE TABLE odd (s VARCHAR, d VARCHAR GENERATED ALWAYS AS (
+                 CASE WHEN getvariable('ready') THEN s ELSE error('not ready') END) VIRTUAL);
+             INSERT INTO odd (s) VALUES ('a');
+             RESET VARIABLE ready;",
+        )
+        .expect("tables");
+        let failure = conn
+            .query_row("SELECT bit_xor(hash(COLUMNS(*))) FROM odd", [], |_| Ok(()))
+            .expect_err("the generated column errs");
+        assert!(!crate::recover::file_unreadable(
+            sysdb_errclass::classify_error(&failure)
+        ));
+        let paths = Paths::for_db("/nowhere/system.duckdb").expect("paths");
+        read_whole(&conn, &paths).expect("not damage: the window goes on");
+    }
 }

@@ -280,6 +280,7 @@ fn die(death: Death) -> ! {
 pub(crate) fn kind(e: &Error) -> String {
     match e {
         Error::Open { class, .. } => format!("refused: {}", describe(*class)),
+        Error::Unreadable { class, .. } => format!("refused: Unreadable ({})", describe(*class)),
         Error::Reopen { reconnect, .. } => {
             format!("reopen failed: {}", describe(classify_error(reconnect)))
         }
