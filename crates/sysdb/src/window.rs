@@ -133,11 +133,23 @@ fn snapshot_window(
         path: paths.db().to_owned(),
         source,
     })?;
-    let taken = take(&closed).map_err(|source| Error::Move {
+    // The database is closed and this process holds the open lock, so
+    // nothing writes it: its SHA-256, computed while it is copied, is the
+    // snapshot's, and the two passes over the file overlap.
+    let (taken, snapshot_sha256) = std::thread::scope(|s| {
+        let hashing = s.spawn(|| sha256_file(paths.db()));
+        let taken = take(&closed);
+        let hashed = hashing
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (taken, hashed)
+    });
+    let taken = taken.map_err(|source| Error::Move {
         doing: "taking the pre-migrate snapshot of",
         path: paths.db().to_owned(),
         source,
     })?;
+    let snapshot_sha256 = snapshot_sha256?;
     fail::fail_point!("sysdb::window::snapshotted");
     // The marker comes after the snapshot, so a marker on disk always names
     // a complete snapshot. A kill between the two leaves the database as it
@@ -147,7 +159,7 @@ fn snapshot_window(
         to: plan.to,
         snapshot: taken.to.clone(),
         snapshot_bytes: taken.bytes,
-        snapshot_sha256: sha256_file(&taken.to)?,
+        snapshot_sha256,
         started_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
         pid: std::process::id(),
     };

@@ -215,6 +215,40 @@ fn a_damaged_table_stops_the_migration_window_before_it_replaces_the_snapshot() 
 }
 
 #[test]
+fn the_intent_marker_names_the_snapshot_its_window_took() {
+    let dir = StateDir::new();
+    let paths = dir.paths();
+    at_v26_with_snapshot(&paths, 100);
+    let mut steps: Vec<(u32, String, String)> = ladder_to(26)
+        .steps()
+        .iter()
+        .map(|s| (s.version(), s.name().to_owned(), s.sql().to_owned()))
+        .collect();
+    steps.push((
+        27,
+        "fails".to_owned(),
+        "SELECT error('step 27 fails');".to_owned(),
+    ));
+    let failing = sysdb::Ladder::new(steps).expect("ladder");
+
+    let err = SystemDb::open(&paths, &failing, &OpenOptions::default()).expect_err("step 27 fails");
+    assert!(matches!(err, Error::Schema { .. }), "{err:?}");
+    // The window stays open: its marker names the snapshot it took.
+    let marker = Marker::read(&paths.marker())
+        .expect("marker reads")
+        .expect("marker left");
+    assert_eq!(
+        marker.snapshot_bytes,
+        fs_err::metadata(paths.snapshot()).expect("snapshot").len()
+    );
+    assert_eq!(
+        marker.snapshot_sha256,
+        sha256_file(&paths.snapshot()).expect("hash")
+    );
+    assert!(marker.names_snapshot(&paths.snapshot()).expect("compare"));
+}
+
+#[test]
 fn a_real_sqlite_file_touches_nothing() {
     let dir = StateDir::new();
     let paths = dir.paths();
