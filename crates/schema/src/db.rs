@@ -456,11 +456,13 @@ fn apply_step(conn: &Connection, step: &Step) -> Result<StepDone> {
         duckdb::params![step.version(), step.name(), step.checksum()],
     )
     .map_err(|e| fail(INSERT_ROW, e))?;
+    #[cfg(feature = "failpoints")]
     fail::fail_point!("schema::step::commit");
     tx.commit().map_err(|e| fail("COMMIT", e))?;
     let elapsed = started.elapsed();
 
     // Committed, only in the write-ahead log until the checkpoint.
+    #[cfg(feature = "failpoints")]
     fail::fail_point!("schema::step::checkpoint");
     let started = Instant::now();
     conn.execute_batch("CHECKPOINT")
@@ -469,6 +471,7 @@ fn apply_step(conn: &Connection, step: &Step) -> Result<StepDone> {
             name: step.name().to_owned(),
             source,
         })?;
+    #[cfg(feature = "failpoints")]
     fail::fail_point!("schema::step::done");
     Ok(StepDone {
         version: step.version(),

@@ -387,6 +387,7 @@ pub(crate) fn rename_noreplace(from: &Utf8Path, to: &Utf8Path) -> io::Result<()>
 /// `failpoints` feature it is nothing.
 #[cfg_attr(not(feature = "failpoints"), allow(unused_variables))]
 pub(crate) fn io_point(name: &str) -> io::Result<()> {
+    #[cfg(feature = "failpoints")]
     fail::fail_point!(name, |errno: Option<String>| Err(injected(
         errno.as_deref()
     )));

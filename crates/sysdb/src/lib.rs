@@ -157,6 +157,7 @@ impl SystemDb {
         let lock = lock(paths, options.lock_wait)?;
         report.phase("lock", phase);
         tracing::debug!(lock = %paths.lock(), "took the open lock");
+        #[cfg(feature = "failpoints")]
         fail::fail_point!("sysdb::open::locked");
 
         report.wal_at_open = fs_err::metadata(paths.wal()).ok().map(|m| m.len());
@@ -184,6 +185,7 @@ impl SystemDb {
         let conn = window::ensure_schema(conn, paths, ladder, options, connector, &mut report)?;
         report.phase("total", started);
         tracing::info!(db = %paths.db(), "system database open");
+        #[cfg(feature = "failpoints")]
         fail::fail_point!("sysdb::open::done");
         Ok(Self {
             conn,

@@ -84,6 +84,7 @@ pub(crate) fn connect_or_recover(
             let phase = Instant::now();
             let first = connector.connect(paths.db());
             report.phase("connect", phase);
+            #[cfg(feature = "failpoints")]
             fail::fail_point!("sysdb::open::connected");
             match first {
                 Ok(conn) if resuming.is_some() => return recovery.finish(conn),
@@ -127,6 +128,7 @@ pub(crate) fn connect_or_recover(
         &marker.to_bytes(),
         "writing the recovery marker for",
     )?;
+    #[cfg(feature = "failpoints")]
     fail::fail_point!("sysdb::recover::marked");
     let set = recovery.set_aside(report)?;
     report.wal_bytes_set_aside = set
@@ -193,6 +195,7 @@ impl Recovery<'_> {
         if let Some(db) = db {
             let phase = Instant::now();
             restore(&self.closed, db).map_err(self.files_error("restoring"))?;
+            #[cfg(feature = "failpoints")]
             fail::fail_point!("sysdb::recover::restored");
             let reconnect = self.connector.connect(paths.db());
             report.phase("restore-database", phase);
@@ -227,6 +230,7 @@ impl Recovery<'_> {
         let age = age(&snapshot);
         let phase = Instant::now();
         restore(&self.closed, &snapshot).map_err(self.files_error("restoring"))?;
+        #[cfg(feature = "failpoints")]
         fail::fail_point!("sysdb::recover::restored");
         let reconnect = self.connector.connect(paths.db());
         report.phase("restore-snapshot", phase);
@@ -244,6 +248,7 @@ impl Recovery<'_> {
 
     /// The restored database opened: the recovery is over.
     fn finish(&self, conn: Connection) -> Result<Connection> {
+        #[cfg(feature = "failpoints")]
         fail::fail_point!("sysdb::recover::reconnected");
         remove_durably(&self.paths.recovering()).map_err(|source| Error::Move {
             doing: "removing the recovery marker of",

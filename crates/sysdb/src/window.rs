@@ -90,6 +90,7 @@ pub(crate) fn ensure_schema(
         })
         .map_err(schema_error)?;
     report.phase("migrate", phase);
+    #[cfg(feature = "failpoints")]
     fail::fail_point!("sysdb::window::applied");
     finish_window(paths)?;
     report.migration = Some(Migration {
@@ -118,6 +119,7 @@ fn snapshot_window(
             statement: "CHECKPOINT",
             source: Box::new(source),
         })?;
+    #[cfg(feature = "failpoints")]
     fail::fail_point!("sysdb::window::checkpointed");
     report.phase("checkpoint", phase);
     let phase = Instant::now();
@@ -150,6 +152,7 @@ fn snapshot_window(
         source,
     })?;
     let snapshot_sha256 = snapshot_sha256?;
+    #[cfg(feature = "failpoints")]
     fail::fail_point!("sysdb::window::snapshotted");
     // The marker comes after the snapshot, so a marker on disk always names
     // a complete snapshot. A kill between the two leaves the database as it
@@ -170,6 +173,7 @@ fn snapshot_window(
         "writing the intent marker for",
     )?;
     report.phase("snapshot", phase);
+    #[cfg(feature = "failpoints")]
     fail::fail_point!("sysdb::window::marked");
     tracing::info!(snapshot = %taken.to, bytes = taken.bytes, from = plan.from, to = plan.to, "took the pre-migrate snapshot");
     Ok(taken)
