@@ -13,7 +13,8 @@ use serde::Serialize;
 use sysdb::{Ladder, OpenOptions, Paths, SystemDb};
 use sysdb_snapshot::{take, ClosedDb};
 
-use crate::crash::{self, Death};
+use crate::crash;
+use sysdb_scenarios::child::Death;
 
 const MIB: u64 = 1 << 20;
 
@@ -119,7 +120,7 @@ pub fn run(quick: bool) -> Result<(), String> {
     } else {
         (&[16 * MIB, 256 * MIB, 1024 * MIB], 7)
     };
-    let out_dir = sysdb_tests::target_dir().join("bench");
+    let out_dir = sysdb_scenarios::target_dir().join("bench");
     let work = out_dir.join("work");
     if work.exists() {
         fs_err::remove_dir_all(&work).map_err(|e| e.to_string())?;

@@ -14,11 +14,14 @@ use std::collections::BTreeMap;
 use camino::{Utf8Path, Utf8PathBuf};
 use duckdb::Connection;
 use sysdb_errclass::classify_error;
+use sysdb_scenarios::damage::{self, flip_byte};
+use sysdb_scenarios::ladders::{insert_jobs, jobs_ladder, write_migrations, JOBS_TOP as TOP};
+use sysdb_scenarios::{describe, Expect, Manifest, GENERATED};
 use sysdb_schema::{ApplyOptions, Ladder};
 use sysdb_snapshot::{ClosedDb, DbFiles};
-use sysdb_tests::{describe, Expect, Manifest, GENERATED};
 
-use crate::crash::{crash, Death};
+use crate::crash::crash;
+use sysdb_scenarios::child::Death;
 
 /// Small blocks keep the fixtures small; DuckDB reads the block size from
 /// the file's header.
@@ -26,45 +29,17 @@ const BLOCK_SIZE: &str = "16384";
 
 /// Open a connection the way sysdb does, creating new files with small
 /// blocks.
-pub fn connect(db: &Utf8Path) -> Result<Connection, String> {
+fn connect(db: &Utf8Path) -> Result<Connection, String> {
     let config = sysdb::config()
         .and_then(|c| c.with("default_block_size", BLOCK_SIZE))
         .map_err(|e| format!("configuring DuckDB: {e}"))?;
     Connection::open_with_flags(db, config).map_err(|e| format!("opening {db}: {e}"))
 }
 
-/// The service's migrations, written to `fixtures/migrations`: 1 creates
-/// `jobs` and an enum type in schema `s`, 2..=26 each add a column, 27
-/// moves `jobs.state` to the enum, a step DuckDB 2.0.0 commits but cannot
-/// replay from its write-ahead log.
-fn migrations() -> Vec<(u32, String, String)> {
-    let mut steps = vec![(
-        1,
-        "create_jobs".to_owned(),
-        "CREATE SCHEMA s;\nCREATE TYPE s.job_state AS ENUM ('queued', 'running', 'done');\nCREATE TABLE jobs (id INTEGER, state VARCHAR);\n"
-            .to_owned(),
-    )];
-    for v in 2..=26 {
-        steps.push((
-            v,
-            format!("add_c{v}"),
-            format!("ALTER TABLE jobs ADD COLUMN c{v} INTEGER;\n"),
-        ));
-    }
-    steps.push((
-        27,
-        "typed_state".to_owned(),
-        "ALTER TABLE jobs ALTER COLUMN state SET TYPE s.job_state USING state::s.job_state;\n"
-            .to_owned(),
-    ));
-    steps
-}
-
-const TOP: u32 = 27;
-
-fn ladder_to(top: u32) -> Result<Ladder, String> {
-    Ladder::new(migrations().into_iter().filter(|(v, _, _)| *v <= top))
-        .map_err(|e| format!("the fixture ladder: {e}"))
+/// The fixtures' ladder (`fixtures/migrations` is written from it) up to
+/// `top`: the seed service's, `sysdb_scenarios::ladders::jobs_ladder`.
+fn ladder_to(top: u32) -> Ladder {
+    jobs_ladder(top)
 }
 
 struct Scenario {
@@ -197,7 +172,7 @@ fn scenarios() -> Vec<Scenario> {
             expect: || refused("corrupt-database", false),
             build: |f| {
                 migrated_27(f, 2000)?;
-                let at = corrupt_a_block(f.db())?;
+                let at = damage::corrupt_a_block(f.db()).map_err(|e| e.to_string())?;
                 Ok(vec![format!("flipped the byte at offset {at}")])
             },
         },
@@ -219,7 +194,7 @@ fn scenarios() -> Vec<Scenario> {
             expect: || refused("not-a-database", false),
             build: |f| {
                 migrated_27(f, 2000)?;
-                fs_err::write(f.db(), crate::sqlite::empty_database())
+                fs_err::write(f.db(), sysdb_scenarios::sqlite::empty_database())
                     .map_err(|e| e.to_string())?;
                 Ok(Vec::new())
             },
@@ -256,7 +231,7 @@ fn scenarios() -> Vec<Scenario> {
                 snapshot(f)?;
                 {
                     let conn = connect(f.db())?;
-                    ladder_to(26)?
+                    ladder_to(26)
                         .apply(&conn, &ApplyOptions::default())
                         .map_err(|e| e.to_string())?;
                     exec(&conn, &insert(1000, 1500))?;
@@ -292,8 +267,8 @@ fn scenarios() -> Vec<Scenario> {
                     if f.sibling(".wal.checkpoint").exists() {
                         break;
                     }
-                    if attempt == 5 {
-                        return Err("in 5 attempts, no commit reached the checkpoint WAL".into());
+                    if attempt == 20 {
+                        return Err("in 20 attempts, no commit reached the checkpoint WAL".into());
                     }
                     for entry in fs_err::read_dir(f.dir()).map_err(|e| e.to_string())? {
                         let path = entry.map_err(|e| e.to_string())?.path();
@@ -322,28 +297,23 @@ fn exec(conn: &Connection, sql: &str) -> Result<(), String> {
 }
 
 fn insert(from: u32, to: u32) -> String {
-    format!("INSERT INTO jobs (id, state) SELECT range, 'queued' FROM range({from}, {to});")
+    insert_jobs(from.into(), to.into())
 }
 
 /// Migration `version` and its `schema_version` row in one transaction,
 /// as the ladder applies it (without the checkpoint that follows).
 fn step(version: u32) -> Result<String, String> {
-    let ladder = ladder_to(TOP)?;
+    let ladder = ladder_to(TOP);
     let step = ladder
         .step(version)
         .ok_or(format!("no migration {version}"))?;
-    Ok(format!(
-        "BEGIN;\n{}\nINSERT INTO schema_version (version, name, checksum, applied_at) VALUES ({version}, '{}', '{}', now());\nCOMMIT;",
-        step.sql().trim_end(),
-        step.name(),
-        step.checksum()
-    ))
+    Ok(step.transaction_sql())
 }
 
 /// A database at `top` with `rows` jobs, checkpointed and closed.
 fn base(f: &DbFiles, top: u32, rows: u32) -> Result<(), String> {
     let conn = connect(f.db())?;
-    ladder_to(top)?
+    ladder_to(top)
         .apply(&conn, &ApplyOptions::default())
         .map_err(|e| format!("migrating {} to {top}: {e}", f.db()))?;
     exec(&conn, &insert(0, rows))?;
@@ -364,7 +334,7 @@ fn migrated_27(f: &DbFiles, rows: u32) -> Result<(), String> {
     base(f, 26, rows)?;
     snapshot(f)?;
     let conn = connect(f.db())?;
-    ladder_to(TOP)?
+    ladder_to(TOP)
         .apply(&conn, &ApplyOptions::default())
         .map(|_| ())
         .map_err(|e| format!("migrating {} to {TOP}: {e}", f.db()))
@@ -377,35 +347,11 @@ fn size(path: &Utf8Path) -> Result<u64, String> {
 }
 
 fn flip(path: &Utf8Path, offset: u64) -> Result<(), String> {
-    let mut bytes = fs_err::read(path).map_err(|e| e.to_string())?;
-    let at = usize::try_from(offset).map_err(|e| e.to_string())?;
-    let byte = bytes
-        .get_mut(at)
-        .ok_or(format!("{path} has no byte at {offset}"))?;
-    *byte ^= 0xFF;
-    fs_err::write(path, bytes).map_err(|e| e.to_string())
+    flip_byte(path, offset).map_err(|e| e.to_string())
 }
 
 fn truncate(path: &Utf8Path, len: u64) -> Result<(), String> {
-    fs_err::OpenOptions::new()
-        .write(true)
-        .open(path)
-        .and_then(|f| f.set_len(len))
-        .map_err(|e| e.to_string())
-}
-
-/// Flip a byte in successive blocks until DuckDB refuses the file; return
-/// the offset.
-fn corrupt_a_block(db: &Utf8Path) -> Result<u64, String> {
-    let original = fs_err::read(db).map_err(|e| e.to_string())?;
-    for offset in (12_288..original.len() as u64).step_by(4096) {
-        flip(db, offset + 100)?;
-        if connect(db).is_err() {
-            return Ok(offset + 100);
-        }
-        fs_err::write(db, &original).map_err(|e| e.to_string())?;
-    }
-    Err(format!("no flipped byte made {db} fail to open"))
+    damage::truncate(path, len).map_err(|e| e.to_string())
 }
 
 /// Cut the file one block more at a time, from the end, until DuckDB
@@ -430,7 +376,7 @@ fn truncate_until_refused(db: &Utf8Path) -> Result<(u64, u64), String> {
 // Generation and checking.
 
 fn root() -> Utf8PathBuf {
-    sysdb_tests::manifest_dir!()
+    sysdb_scenarios::manifest_dir!()
         .parent()
         .map_or_else(|| Utf8PathBuf::from("."), Utf8Path::to_owned)
 }
@@ -467,11 +413,7 @@ fn duckdb_version() -> Result<String, String> {
 /// Make every scenario under `out`; return the manifests.
 fn make_all(out: &Utf8Path) -> Result<BTreeMap<String, Manifest>, String> {
     let duckdb = duckdb_version()?;
-    let dir = out.join("migrations");
-    fs_err::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    for (v, name, sql) in migrations() {
-        fs_err::write(dir.join(format!("{v:04}_{name}.sql")), sql).map_err(|e| e.to_string())?;
-    }
+    write_migrations(&ladder_to(TOP), &out.join("migrations")).map_err(|e| e.to_string())?;
     let mut manifests = BTreeMap::new();
     for scenario in scenarios() {
         eprintln!("making {}", scenario.name);
@@ -604,11 +546,12 @@ pub fn check() -> Result<(), String> {
             ));
         }
     }
-    for (v, name, sql) in migrations() {
-        let path = fixtures
-            .join("migrations")
-            .join(format!("{v:04}_{name}.sql"));
-        if fs_err::read_to_string(&path).ok().as_deref() != Some(sql.as_str()) {
+    for step in ladder_to(TOP).steps() {
+        let path =
+            fixtures
+                .join("migrations")
+                .join(format!("{:04}_{}.sql", step.version(), step.name()));
+        if fs_err::read_to_string(&path).ok().as_deref() != Some(step.sql()) {
             problems.push(format!("{path} is missing or differs"));
         }
     }

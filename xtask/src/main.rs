@@ -4,7 +4,6 @@ mod bench;
 mod crash;
 mod fixtures;
 mod reliability;
-mod sqlite;
 
 use std::process::ExitCode;
 
@@ -67,7 +66,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         },
-        // The child half of a crash; see `crash.rs`.
+        // The child half of a scenario (a crash); see `crash.rs`.
         [crash::CHILD, rest @ ..] => crash::child(rest),
         _ => {
             eprintln!("error: unknown command `{}`\n\n{HELP}", args.join(" "));

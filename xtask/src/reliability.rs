@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use sysdb_tests::{reliability_dir, table, Tally};
+use sysdb_scenarios::{reliability_dir, table, Tally};
 
 /// Run the suite (`long`: the long mode), then print the table.
 pub fn run(long: bool, seed: Option<&str>) -> Result<(), String> {

@@ -2,14 +2,15 @@
 //! folder. A demonstration for new users and a self-test for operators.
 
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
 
 use camino::{Utf8Path, Utf8PathBuf};
 use clap::Args;
 use serde::Serialize;
 use sysdb::{Connector, DuckDbConnector, Ladder, OpenOptions, Paths, SystemDb};
+use sysdb_scenarios::child::{child_main, Crash};
+use sysdb_scenarios::ladders::{insert_jobs, jobs_ladder};
 
 use crate::error::Error;
 use crate::inspect::read_version;
@@ -28,32 +29,13 @@ pub struct DrillArgs {
     rows: u64,
 }
 
-/// The drill's migrations: 1 creates `jobs` and an enum type in schema
-/// `s`, 2..=26 each add a column, 27 moves `jobs.state` to the enum, which
-/// DuckDB 2.0.0 commits but cannot replay from its write-ahead log.
-fn ladder_to(top: u32) -> Result<Ladder, Error> {
-    let mut steps = vec![(
-        1,
-        "create_jobs".to_owned(),
-        "CREATE SCHEMA s;\nCREATE TYPE s.job_state AS ENUM ('queued', 'running', 'done');\nCREATE TABLE jobs (id BIGINT, state VARCHAR);\n"
-            .to_owned(),
-    )];
-    for v in 2..=top.min(26) {
-        steps.push((
-            v,
-            format!("add_c{v}"),
-            format!("ALTER TABLE jobs ADD COLUMN c{v} INTEGER;\n"),
-        ));
-    }
-    if top >= 27 {
-        steps.push((
-            27,
-            "typed_state".to_owned(),
-            "ALTER TABLE jobs ALTER COLUMN state SET TYPE s.job_state USING state::s.job_state;\n"
-                .to_owned(),
-        ));
-    }
-    Ok(Ladder::new(steps)?)
+/// The drill's migrations: the seed service's ladder
+/// (`sysdb_scenarios::ladders::jobs_ladder`): 1 creates `jobs` and an enum
+/// type in schema `s`, 2..=26 each add a column, 27 moves `jobs.state` to
+/// the enum, which DuckDB 2.0.0 commits but cannot replay from its
+/// write-ahead log.
+fn ladder_to(top: u32) -> Ladder {
+    jobs_ladder(top)
 }
 
 #[derive(Debug, Serialize)]
@@ -127,12 +109,9 @@ pub fn run(global: &Global, args: &DrillArgs) -> Result<u8, Error> {
 
     // 1. A database at version 26 with data, and the snapshot that the
     //    migration to 27 takes first.
-    let db = SystemDb::open(&paths, &ladder_to(26)?, &OpenOptions::default())?;
+    let db = SystemDb::open(&paths, &ladder_to(26), &OpenOptions::default())?;
     db.conn()
-        .execute_batch(&format!(
-            "INSERT INTO jobs (id, state) SELECT range, 'queued' FROM range({});",
-            args.rows
-        ))
+        .execute_batch(&insert_jobs(0, args.rows))
         .map_err(Error::duck("filling", paths.db()))?;
     let closed = db.close();
     sysdb_snapshot::take(closed.db())?;
@@ -146,26 +125,22 @@ pub fn run(global: &Global, args: &DrillArgs) -> Result<u8, Error> {
     // 2. Migration 27 in a child process, killed after its commit and
     //    before any checkpoint.
     let exe = std::env::current_exe().map_err(Error::io("finding", Utf8Path::new("sysdb")))?;
-    let mut child = Command::new(exe)
-        .args(["drill-child", paths.db().as_str()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(Error::io("starting the drill's child for", paths.db()))?;
-    let stdout = child.stdout.take();
-    let committed = stdout.is_some_and(|out| {
-        BufReader::new(out)
-            .lines()
-            .map_while(Result::ok)
-            .any(|line| line == "committed")
+    let ladder = ladder_to(27);
+    let step = ladder
+        .step(27)
+        .ok_or_else(|| Error::Refused("the drill's ladder has no step 27".to_owned()))?;
+    let crash = Crash::killed(paths.db(), vec![step.transaction_sql()]);
+    let committed = crash.run(|args| {
+        let mut child = Command::new(exe);
+        child.arg("drill-child").args(args);
+        child
     });
-    let _ = child.kill();
-    let status = child
-        .wait()
-        .map_err(Error::io("waiting for the child of", paths.db()))?;
-    t.mark(format!(
-        "a child process (pid {}) committed migration 27 and was killed before the checkpoint ({status})",
-        child.id()
-    ));
+    t.mark(match &committed {
+        Ok(_) => {
+            "a child process committed migration 27 and was killed before the checkpoint".to_owned()
+        }
+        Err(e) => format!("the child process did not crash as planned: {e}"),
+    });
 
     // 3. Plain DuckDB now fails to open the database.
     let plain = DuckDbConnector.connect(paths.db());
@@ -178,7 +153,7 @@ pub fn run(global: &Global, args: &DrillArgs) -> Result<u8, Error> {
     });
 
     // 4. sysdb opens it.
-    let opened = SystemDb::open(&paths, &ladder_to(27)?, &OpenOptions::default());
+    let opened = SystemDb::open(&paths, &ladder_to(27), &OpenOptions::default());
     let (report, version, jobs) = match &opened {
         Ok(db) => {
             let jobs: Option<u64> = db
@@ -204,7 +179,7 @@ pub fn run(global: &Global, args: &DrillArgs) -> Result<u8, Error> {
     let checks = vec![
         Check {
             check: "the child committed migration 27 and was killed".to_owned(),
-            ok: committed && !status.success(),
+            ok: committed.is_ok(),
         },
         Check {
             check: "plain DuckDB fails with a write-ahead-log replay error".to_owned(),
@@ -259,29 +234,9 @@ fn human(d: &Drill) -> String {
     out
 }
 
-/// The drill's child: apply migration 27 as the ladder does (the step and
-/// its `schema_version` row in one transaction) with every checkpoint off,
-/// say so, and wait to be killed.
-pub fn child(db: &Utf8Path) -> Result<u8, Error> {
-    let conn = DuckDbConnector
-        .connect(db)
-        .map_err(Error::duck("opening", db))?;
-    let ladder = ladder_to(27)?;
-    let step = ladder
-        .step(27)
-        .ok_or_else(|| Error::Refused("the drill's ladder has no step 27".to_owned()))?;
-    let sql = format!(
-        "PRAGMA disable_checkpoint_on_shutdown; SET checkpoint_threshold = '100GB';
-         BEGIN; {} INSERT INTO schema_version (version, name, checksum, applied_at) VALUES (27, '{}', '{}', now()); COMMIT;",
-        step.sql(),
-        step.name(),
-        step.checksum()
-    );
-    conn.execute_batch(&sql)
-        .map_err(Error::duck("migrating", db))?;
-    println!("committed");
-    let _ = std::io::stdout().flush();
-    loop {
-        std::thread::sleep(std::time::Duration::from_secs(60));
-    }
+/// The drill's child: the scenario kit's crash child
+/// (`sysdb_scenarios::child`), which commits migration 27 as the ladder
+/// does with every checkpoint off, says so, and waits to be killed.
+pub fn child(args: &[String]) -> Result<u8, Error> {
+    match child_main(args)? {}
 }

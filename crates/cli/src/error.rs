@@ -41,6 +41,15 @@ pub enum Error {
     /// The command refuses; the message says why and what to do.
     #[error("{0}")]
     Refused(String),
+    /// The crash drill could not make its crash.
+    #[error("crash drill: {0}")]
+    Drill(Box<sysdb_scenarios::Error>),
+}
+
+impl From<sysdb_scenarios::Error> for Error {
+    fn from(e: sysdb_scenarios::Error) -> Self {
+        Error::Drill(Box::new(e))
+    }
 }
 
 impl From<sysdb::Error> for Error {

@@ -70,14 +70,9 @@ pub fn open_read_only(path: &Utf8Path) -> duckdb::Result<Connection> {
     Connection::open_with_flags(path, config)
 }
 
-/// The schema version the seed's query reads, if the file has one.
+/// The schema version of the database (the schema crate's meaning of it), if it has one.
 pub fn read_version(conn: &Connection) -> Option<u32> {
-    conn.query_row(
-        "SELECT version FROM schema_version ORDER BY applied_at DESC LIMIT 1",
-        [],
-        |r| r.get(0),
-    )
-    .ok()
+    sysdb_schema::current_version(conn).ok().filter(|v| *v > 0)
 }
 
 fn schema_info(paths: &Paths, ladder: Option<&sysdb::Ladder>) -> SchemaInfo {

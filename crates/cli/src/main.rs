@@ -92,8 +92,9 @@ enum Command {
     /// The child process of the drill (internal)
     #[command(hide = true)]
     DrillChild {
-        /// The database the child migrates and then is killed in
-        db: Utf8PathBuf,
+        /// What the child does (`sysdb_scenarios::child::child_main`)
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     },
 }
 
@@ -109,7 +110,7 @@ fn main() -> ExitCode {
         Command::Snapshot(cmd) => commands::snapshot(&cli.global, &cmd),
         Command::Quarantine(cmd) => commands::quarantine(&cli.global, &cmd),
         Command::Drill(args) => drill::run(&cli.global, &args),
-        Command::DrillChild { db } => drill::child(&db),
+        Command::DrillChild { args } => drill::child(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -4,7 +4,7 @@
 use std::process::{Command, Output, Stdio};
 
 use camino::{Utf8Path, Utf8PathBuf};
-use sysdb_tests::{folder_digest, Manifest};
+use sysdb_scenarios::{folder_digest, Manifest};
 
 fn sysdb(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sysdb"))
@@ -32,7 +32,7 @@ fn json(out: &Output) -> serde_json::Value {
 }
 
 fn root() -> Utf8PathBuf {
-    sysdb_tests::manifest_dir!()
+    sysdb_scenarios::manifest_dir!()
         .parent()
         .and_then(Utf8Path::parent)
         .expect("workspace root")
@@ -423,6 +423,6 @@ fn check_explains_a_recovery_in_words_and_in_json() {
     assert_eq!(code(&out), 11, "{}", text(&out));
     insta::assert_snapshot!(
         "check_json",
-        sysdb_tests::redacted(json(&out), tmp.as_str())
+        sysdb_scenarios::redacted(json(&out), tmp.as_str())
     );
 }

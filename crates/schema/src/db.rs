@@ -12,13 +12,49 @@ use crate::{Error, Result};
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_version (\
     version INTEGER PRIMARY KEY, name VARCHAR, checksum VARCHAR, applied_at TIMESTAMP)";
 
-/// `applied_at` for a new row: now, but always after every earlier row, so
-/// that `ORDER BY applied_at DESC` finds the newest step even when the clock
-/// went back or two steps ran within one tick.
-const INSERT_ROW: &str = "INSERT INTO schema_version (version, name, checksum, applied_at) \
-    SELECT ?, ?, ?, greatest(CAST(now() AS TIMESTAMP), \
-        coalesce((SELECT max(applied_at) FROM schema_version) + INTERVAL 1 MICROSECOND, \
-                 CAST(now() AS TIMESTAMP)))";
+/// The `schema_version` row of a step, `values` being the SQL of its
+/// version, name and checksum (`?` for parameters). `applied_at` is now, but
+/// always after every earlier row, so that `ORDER BY applied_at DESC` finds
+/// the newest step even when the clock went back or two steps ran within one
+/// tick.
+fn insert_row([version, name, checksum]: [&str; 3]) -> String {
+    format!(
+        "INSERT INTO schema_version (version, name, checksum, applied_at) \
+         SELECT {version}, {name}, {checksum}, greatest(CAST(now() AS TIMESTAMP), \
+         coalesce((SELECT max(applied_at) FROM schema_version) + INTERVAL 1 MICROSECOND, \
+         CAST(now() AS TIMESTAMP)))"
+    )
+}
+
+/// `text` as an SQL string literal.
+fn quoted(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+impl Step {
+    /// The step and its `schema_version` row as one SQL batch, in one
+    /// transaction, as [`Ladder::apply`] commits them (without the
+    /// `CHECKPOINT` that follows): for a process that must commit a step
+    /// the way the ladder does and then die before the checkpoint.
+    pub fn transaction_sql(&self) -> String {
+        let row = insert_row([
+            &self.version().to_string(),
+            &quoted(self.name()),
+            &quoted(self.checksum()),
+        ]);
+        format!(
+            "BEGIN;\n{CREATE_TABLE};\n{}\n{row};\nCOMMIT;",
+            self.sql().trim_end()
+        )
+    }
+}
+
+/// The current version of the database: the highest version
+/// `schema_version` records (0 for a database without the table), the
+/// same that [`Ladder::status`] reports as `current`. Reads only.
+pub fn current_version(conn: &Connection) -> Result<u32> {
+    Ok(read_recorded(conn)?.current())
+}
 
 /// An applied step whose recorded checksum differs from the ladder's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,6 +222,13 @@ struct Recorded {
     rows: Vec<(u32, Option<String>)>,
 }
 
+impl Recorded {
+    /// The current version: the highest recorded, 0 for none.
+    fn current(&self) -> u32 {
+        self.rows.last().map_or(0, |(v, _)| *v)
+    }
+}
+
 fn bookkeeping(doing: &'static str) -> impl FnOnce(duckdb::Error) -> Error {
     move |source| Error::Bookkeeping { doing, source }
 }
@@ -278,7 +321,7 @@ impl Ladder {
     }
 
     fn status_of(&self, recorded: &Recorded) -> Status {
-        let current = recorded.rows.last().map_or(0, |(v, _)| *v);
+        let current = recorded.current();
         let mut missing = Vec::new();
         for pair in recorded.rows.windows(2) {
             missing.extend(pair[0].0 + 1..pair[1].0);
@@ -451,11 +494,12 @@ fn apply_step(conn: &Connection, step: &Step) -> Result<StepDone> {
         tx.execute_batch(statement)
             .map_err(|e| fail(statement, e))?;
     }
+    let insert = insert_row(["?", "?", "?"]);
     tx.execute(
-        INSERT_ROW,
+        &insert,
         duckdb::params![step.version(), step.name(), step.checksum()],
     )
-    .map_err(|e| fail(INSERT_ROW, e))?;
+    .map_err(|e| fail(&insert, e))?;
     #[cfg(feature = "failpoints")]
     fail::fail_point!("schema::step::commit");
     tx.commit().map_err(|e| fail("COMMIT", e))?;

@@ -39,7 +39,7 @@ mod split;
 
 use camino::Utf8PathBuf;
 
-pub use db::{Applied, ApplyOptions, Drift, Plan, Status, StepDone};
+pub use db::{current_version, Applied, ApplyOptions, Drift, Plan, Status, StepDone};
 pub use ladder::{checksum, Ladder, Step};
 
 /// The failpoints of [`Ladder::apply`], hit once per step, for crash tests

@@ -2,16 +2,13 @@
 
 use std::path::{Path, PathBuf};
 
-use duckdb::{Config, Connection};
+use duckdb::Connection;
 use proptest::prelude::*;
-use sysdb_schema::{ApplyOptions, Error, Ladder};
+use sysdb_scenarios::ladders::{jobs_steps, seed_version};
+use sysdb_schema::{current_version, ApplyOptions, Error, Ladder};
 
 fn open(path: &Path) -> Connection {
-    let config = Config::default()
-        .with("autoinstall_known_extensions", "false")
-        .and_then(|c| c.with("autoload_known_extensions", "false"))
-        .expect("valid settings");
-    Connection::open_with_flags(path, config).expect("open database")
+    Connection::open_with_flags(path, sysdb_scenarios::config()).expect("open database")
 }
 
 /// Close without the checkpoint DuckDB would otherwise run on shutdown, the
@@ -28,35 +25,17 @@ fn wal(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-fn seed_version(conn: &Connection) -> i64 {
-    conn.query_row(
-        "SELECT version FROM schema_version ORDER BY applied_at DESC LIMIT 1",
-        [],
-        |r| r.get(0),
-    )
-    .expect("seed query")
-}
-
 fn count(conn: &Connection, table: &str) -> i64 {
     conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
         .expect("count")
 }
 
-/// The seed service's ladder, shortened: 1 creates `jobs`, 2..=25 add
-/// columns, 26 creates `owners`, 27 adds `jobs.owner`.
+/// The seed service's ladder (`sysdb_scenarios::ladders::jobs_steps`) to
+/// 25, then two steps of these tests' own that need nothing of step 1 (a
+/// legacy database made by hand has no enum type): 26 creates `owners`,
+/// 27 adds `jobs.owner`.
 fn service_ladder(top: u32) -> Ladder {
-    let mut steps = vec![(
-        1,
-        "create_jobs".to_owned(),
-        "CREATE TABLE jobs (id INTEGER PRIMARY KEY, state VARCHAR);".to_owned(),
-    )];
-    for v in 2..=top.min(25) {
-        steps.push((
-            v,
-            format!("add_c{v}"),
-            format!("ALTER TABLE jobs ADD COLUMN c{v} INTEGER;"),
-        ));
-    }
+    let mut steps = jobs_steps(top.min(25));
     if top >= 26 {
         steps.push((
             26,
@@ -115,6 +94,34 @@ fn the_seed_story_v25_to_v27_keeps_every_row_and_leaves_no_wal() {
         1000
     );
     assert_eq!(count(&conn, "owners"), 1);
+}
+
+#[test]
+fn a_step_committed_as_its_transaction_sql_is_recorded_as_apply_records_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = db_at_25(dir.path());
+    let conn = open(&path);
+    let ladder = service_ladder(27);
+    assert_eq!(current_version(&conn).expect("current version"), 25);
+
+    let step = ladder.step(26).expect("step 26");
+    conn.execute_batch(&step.transaction_sql())
+        .expect("commit step 26 by hand");
+    let status = ladder.status(&conn).expect("status");
+    assert_eq!(status.current, 26);
+    assert!(status.drift.is_empty() && !status.legacy_table, "{status}");
+    assert_eq!(seed_version(&conn), 26);
+    assert_eq!(current_version(&conn).expect("current version"), 26);
+    assert_eq!(count(&conn, "owners"), 1);
+
+    let applied = ladder
+        .apply(&conn, &ApplyOptions::default())
+        .expect("apply the rest");
+    assert_eq!((applied.from, applied.to), (26, 27));
+    assert_eq!(seed_version(&conn), 27);
+
+    let empty = Connection::open_in_memory().expect("in memory");
+    assert_eq!(current_version(&empty).expect("no table"), 0);
 }
 
 #[test]

@@ -8,10 +8,11 @@ use camino::{Utf8Path, Utf8PathBuf};
 use duckdb::Connection;
 use sysdb::{Error, Ladder, OpenOptions, Paths, SystemDb};
 use sysdb_errclass::classify_error;
-use sysdb_tests::{describe, folder_digest, redacted, Manifest, GENERATED};
+use sysdb_scenarios::ladders::job_count;
+use sysdb_scenarios::{describe, folder_digest, redacted, Manifest, GENERATED};
 
 fn fixtures() -> Utf8PathBuf {
-    sysdb_tests::manifest_dir!()
+    sysdb_scenarios::manifest_dir!()
         .parent()
         .expect("workspace root")
         .join("fixtures")
@@ -70,18 +71,8 @@ fn quarantine_suffix(name: &str) -> String {
     rest.to_owned()
 }
 
-fn count_jobs(conn: &Connection) -> i64 {
-    conn.query_row("SELECT count(*) FROM jobs", [], |r| r.get(0))
-        .expect("count jobs")
-}
-
 fn seed_version(conn: &Connection) -> u32 {
-    conn.query_row(
-        "SELECT version FROM schema_version ORDER BY applied_at DESC LIMIT 1",
-        [],
-        |r| r.get(0),
-    )
-    .expect("read version")
+    u32::try_from(sysdb_scenarios::ladders::seed_version(conn)).expect("a version")
 }
 
 /// Open a copy of the fixture with sysdb, check the manifest's
@@ -137,7 +128,7 @@ fn run(scenario: &str) {
         "WAL at open"
     );
     assert_eq!(Some(seed_version(db.conn())), expect.version, "version");
-    assert_eq!(Some(count_jobs(db.conn())), expect.jobs, "jobs");
+    assert_eq!(Some(job_count(db.conn())), expect.jobs, "jobs");
     drop(db);
     assert!(
         !state.join("system.duckdb.wal").exists(),

@@ -2,15 +2,17 @@
 //! its message compared with `corpus/captured.txt`. Run with
 //! `SYSDB_REGENERATE=1` to rewrite that file after a DuckDB upgrade.
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
-use duckdb::{Config, Connection};
+use camino::Utf8Path;
+use duckdb::Connection;
+use sysdb_scenarios::child::{
+    child_main, test_child, test_child_args, LockHolder, CHECKPOINTS_OFF,
+};
+use sysdb_scenarios::damage::{corrupt_a_block, flip_byte};
 
 use crate::corpus::{self, Entry};
 
-const HOLD_LOCK_ENV: &str = "SYSDB_ERRCLASS_HOLD_LOCK";
 const THIS_TEST: &str = "capture::live_failures_match_captured_corpus";
 
 const HEADER: &str = "\
@@ -20,15 +22,12 @@ const HEADER: &str = "\
 # its pid to 4242, a WAL entry's position to <n>.
 ";
 
-fn config() -> Config {
-    Config::default()
-        .with("autoinstall_known_extensions", "false")
-        .and_then(|c| c.with("autoload_known_extensions", "false"))
-        .expect("valid DuckDB settings")
+fn open(path: &Path) -> duckdb::Result<Connection> {
+    Connection::open_with_flags(path, sysdb_scenarios::config())
 }
 
-fn open(path: &Path) -> duckdb::Result<Connection> {
-    Connection::open_with_flags(path, config())
+fn utf8(path: &Path) -> &Utf8Path {
+    Utf8Path::from_path(path).expect("a UTF-8 path")
 }
 
 /// Open `path` expecting a failure; return its message.
@@ -63,10 +62,7 @@ fn healthy_db(dir: &Path, name: &str) -> PathBuf {
 fn db_with_wal(dir: &Path, name: &str, sql_in_wal: &str) -> PathBuf {
     let path = healthy_db(dir, name);
     let conn = open(&path).expect("open database");
-    exec(
-        &conn,
-        "PRAGMA disable_checkpoint_on_shutdown; SET checkpoint_threshold = '100GB';",
-    );
+    exec(&conn, CHECKPOINTS_OFF);
     exec(&conn, sql_in_wal);
     drop(conn);
     assert!(wal(&path).exists(), "no WAL left beside {}", path.display());
@@ -77,19 +73,6 @@ fn wal(db: &Path) -> PathBuf {
     let mut name = db.as_os_str().to_owned();
     name.push(".wal");
     PathBuf::from(name)
-}
-
-fn flip_byte(path: &Path, offset: u64) {
-    let mut bytes = fs_read(path);
-    let at = usize::try_from(offset).expect("offset fits");
-    assert!(
-        at < bytes.len(),
-        "{} is only {} bytes",
-        path.display(),
-        bytes.len()
-    );
-    bytes[at] ^= 0xFF;
-    fs_err::write(path, bytes).expect("write file");
 }
 
 fn fs_read(path: &Path) -> Vec<u8> {
@@ -120,42 +103,13 @@ fn normalise(message: &str, dir: &Path) -> String {
     m
 }
 
-/// The child half of the lock capture: hold a connection until stdin closes.
-fn hold_lock(path: &str) {
-    let conn = open(Path::new(path)).expect("child opens the database");
-    println!("locked");
-    std::io::stdout().flush().expect("flush stdout");
-    let mut sink = String::new();
-    while std::io::stdin()
-        .read_line(&mut sink)
-        .map(|n| n > 0)
-        .unwrap_or(false)
-    {}
-    drop(conn);
-}
-
 /// Another process really holds DuckDB's lock while we open the file.
 fn lock_conflict(dir: &Path) -> String {
     let path = healthy_db(dir, "locked.duckdb");
-    let mut child = Command::new(std::env::current_exe().expect("test binary path"))
-        .args(["--exact", THIS_TEST, "--nocapture", "--test-threads=1"])
-        .env(HOLD_LOCK_ENV, &path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn lock holder");
-    let stdout = child.stdout.take().expect("child stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    loop {
-        match lines.next() {
-            Some(Ok(line)) if line.trim_end().ends_with("locked") => break,
-            Some(Ok(_)) => continue,
-            other => panic!("lock holder ended before locking: {other:?}"),
-        }
-    }
+    let holder =
+        LockHolder::start(utf8(&path), |args| test_child(THIS_TEST, &args)).expect("a lock holder");
     let message = open_error(&path);
-    drop(child.stdin.take());
-    let status = child.wait().expect("wait for lock holder");
+    let status = holder.release().expect("wait for lock holder");
     assert!(status.success(), "lock holder failed: {status}");
     message
 }
@@ -179,13 +133,11 @@ fn captures(dir: &Path) -> Vec<Entry> {
     push("not-a-database: 64 KiB of garbage", open_error(&garbage));
 
     let sqlite = dir.join("sqlite.duckdb");
-    let mut header = b"SQLite format 3\0".to_vec();
-    header.resize(4096, 0);
-    fs_err::write(&sqlite, header).expect("write sqlite header");
+    fs_err::write(&sqlite, sysdb_scenarios::sqlite::empty_database()).expect("write sqlite file");
     push("not-a-database: an SQLite file", open_error(&sqlite));
 
     let corrupt = healthy_db(dir, "corrupt.duckdb");
-    corrupt_first_block(&corrupt);
+    corrupt_a_block(utf8(&corrupt)).expect("a corrupt block");
     push(
         "corrupt-database: a flipped byte in a data block",
         open_error(&corrupt),
@@ -209,7 +161,7 @@ fn captures(dir: &Path) -> Vec<Entry> {
         "INSERT INTO items VALUES (5000, 'late');",
     );
     let wal_len = fs_err::metadata(wal(&checksum)).expect("stat wal").len();
-    flip_byte(&wal(&checksum), wal_len - 8);
+    flip_byte(utf8(&wal(&checksum)), wal_len - 8).expect("flip a WAL byte");
     push(
         "wal-replay: a flipped byte in a committed WAL entry",
         open_error(&checksum),
@@ -239,10 +191,10 @@ fn captures(dir: &Path) -> Vec<Entry> {
     drop(conn);
     let ddl = {
         let conn = open(&ddl).expect("open");
+        exec(&conn, CHECKPOINTS_OFF);
         exec(
             &conn,
-            "PRAGMA disable_checkpoint_on_shutdown; SET checkpoint_threshold = '100GB';
-             ALTER TABLE t ALTER COLUMN x SET TYPE s.my_enum USING x::s.my_enum;",
+            "ALTER TABLE t ALTER COLUMN x SET TYPE s.my_enum USING x::s.my_enum;",
         );
         drop(conn);
         ddl
@@ -255,25 +207,13 @@ fn captures(dir: &Path) -> Vec<Entry> {
     out
 }
 
-/// Flip bytes across the first data block until the open fails with a
-/// checksum error (where DuckDB keeps the catalog depends on its version).
-fn corrupt_first_block(path: &Path) {
-    let original = fs_read(path);
-    for offset in (12_288u64..original.len() as u64).step_by(4096) {
-        flip_byte(path, offset + 100);
-        if open(path).is_err() {
-            return;
-        }
-        fs_err::write(path, &original).expect("restore file");
-    }
-    panic!("no flipped byte made {} fail to open", path.display());
-}
-
 #[test]
 fn live_failures_match_captured_corpus() {
-    if let Ok(path) = std::env::var(HOLD_LOCK_ENV) {
-        hold_lock(&path);
-        return;
+    if let Some(args) = test_child_args() {
+        match child_main(&args) {
+            Ok(never) => match never {},
+            Err(e) => panic!("child {args:?}: {e}"),
+        }
     }
     let dir = tempfile::tempdir().expect("temp dir");
     let live = captures(dir.path());

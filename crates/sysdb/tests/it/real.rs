@@ -10,10 +10,12 @@ use sysdb::{
     SystemDb,
 };
 use sysdb_errclass::{classify_error, ErrorClass};
+use sysdb_scenarios::damage::{corrupt_a_block, flip_a_byte_until};
+use sysdb_scenarios::ladders::insert_jobs;
 
 use crate::{
-    broken, duck_error, folder_digest, job_count, kill, ladder, ladder_to, redacted, seed_version,
-    spawn_child, wait_for, StateDir, SCHEMA_VERSION,
+    broken, duck_error, folder_digest, hold_duckdb_lock, job_count, ladder, ladder_to, redacted,
+    seed_version, spawn_opener, wait_for, PathsOf, StateDir, SCHEMA_VERSION,
 };
 
 /// A database at version 26 holding `rows` jobs, closed, with the
@@ -21,9 +23,7 @@ use crate::{
 fn at_v26_with_snapshot(paths: &Paths, rows: u32) {
     let db = SystemDb::open(paths, &ladder_to(26), &OpenOptions::default()).expect("open at v26");
     db.conn()
-        .execute_batch(&format!(
-            "INSERT INTO jobs (id, state) SELECT range, 'queued' FROM range({rows});"
-        ))
+        .execute_batch(&insert_jobs(0, rows.into()))
         .expect("insert jobs");
     let closed = db.close();
     sysdb_snapshot::take(closed.db()).expect("pre-migrate snapshot");
@@ -33,9 +33,7 @@ fn at_v26_with_snapshot(paths: &Paths, rows: u32) {
 /// and before any checkpoint: the commit lives only in the WAL, which
 /// DuckDB 2.0.0 cannot replay.
 fn crash_in_step_27(paths: &Paths) {
-    let mut child = spawn_child("crash-in-step-27", paths.db());
-    wait_for(&mut child, "committed");
-    kill(child);
+    crate::crash_in_step_27(paths.db());
     assert!(paths.wal().exists(), "the crash left no WAL");
 }
 
@@ -96,13 +94,12 @@ fn a_real_duckdb_lock_held_by_another_process_touches_nothing() {
     let dir = StateDir::new();
     let paths = dir.paths();
     at_v26_with_snapshot(&paths, 10);
-    let mut holder = spawn_child("hold-duckdb-lock", paths.db());
-    let pid: u32 = wait_for(&mut holder, "locked").parse().expect("pid");
+    let holder = hold_duckdb_lock(paths.db());
+    let pid = holder.pid;
     let before = folder_digest(&dir.state());
 
     let err = open(&paths).expect_err("DuckDB's lock is held");
-    drop(holder.stdin.take());
-    let status = holder.wait().expect("reap holder");
+    let status = holder.release().expect("reap holder");
     assert!(status.success(), "{status}");
 
     match &err {
@@ -115,38 +112,12 @@ fn a_real_duckdb_lock_held_by_another_process_touches_nothing() {
     assert_eq!(folder_digest(&dir.state()), before, "a file changed");
 }
 
-/// Flip a byte in one 4 KiB page after another (past the headers; from
-/// the end of the file when `from_the_end`) until `damaged` says the file
-/// is damaged as wanted; each flip that is not is undone.
-fn flip_a_byte_until(path: &Utf8Path, from_the_end: bool, damaged: impl Fn(&Utf8Path) -> bool) {
-    let original = fs_err::read(path).expect("read");
-    let mut offsets: Vec<usize> = (12_288..original.len()).step_by(4096).collect();
-    if from_the_end {
-        offsets.reverse();
-    }
-    for offset in offsets {
-        let mut bytes = original.clone();
-        bytes[offset + 100] ^= 0xFF;
-        fs_err::write(path, &bytes).expect("write");
-        if damaged(path) {
-            return;
-        }
-        fs_err::write(path, &original).expect("restore");
-    }
-    panic!("no flipped byte damaged {path} as wanted");
-}
-
-/// Flip a byte in successive blocks until DuckDB refuses the file.
-fn corrupt_a_block(path: &Utf8Path) {
-    flip_a_byte_until(path, false, |path| DuckDbConnector.connect(path).is_err());
-}
-
 #[test]
 fn a_real_corrupt_block_touches_nothing() {
     let dir = StateDir::new();
     let paths = dir.paths();
     at_v26_with_snapshot(&paths, 5000);
-    corrupt_a_block(paths.db());
+    corrupt_a_block(paths.db()).expect("a corrupt block");
     let before = folder_digest(&dir.state());
 
     let err = open(&paths).expect_err("corrupt");
@@ -176,7 +147,8 @@ fn damage_a_table_the_open_does_not_read(path: &Utf8Path) {
         });
         scan.is_err_and(|e| classify_error(&e) == ErrorClass::CorruptDatabase)
             && DuckDbConnector.connect(path).is_ok()
-    });
+    })
+    .expect("a damaged table the open does not read");
 }
 
 #[test]
@@ -253,8 +225,8 @@ fn a_real_sqlite_file_touches_nothing() {
     let dir = StateDir::new();
     let paths = dir.paths();
     at_v26_with_snapshot(&paths, 10);
-    let sqlite = sysdb_tests::manifest_dir!().join("tests/it/data/foreign.sqlite");
-    fs_err::copy(sqlite, paths.db()).expect("copy the SQLite file");
+    fs_err::write(paths.db(), sysdb_scenarios::sqlite::empty_database())
+        .expect("write the SQLite file");
     let before = folder_digest(&dir.state());
 
     let err = open(&paths).expect_err("not DuckDB");
@@ -280,7 +252,7 @@ fn race(n: usize, crashed: bool) {
     }
     let before = folder_digest(&dir.state());
 
-    let mut children: Vec<_> = (0..n).map(|_| spawn_child("open", &dir.data)).collect();
+    let mut children: Vec<_> = (0..n).map(|_| spawn_opener(&dir.data)).collect();
     let (mut recoveries, mut migrations) = (0, 0);
     for child in &mut children {
         let line = wait_for(child, "opened");

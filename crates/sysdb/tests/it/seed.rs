@@ -7,7 +7,8 @@ use sysdb::{Connector, DuckDbConnector, OpenOptions, SystemDb};
 use sysdb_schema::ApplyOptions;
 
 use crate::{
-    broken, duck_error, folder_digest, ladder, redacted, seed_version, StateDir, SCHEMA_VERSION,
+    broken, duck_error, folder_digest, ladder, redacted, seed_version, PathsOf, StateDir,
+    SCHEMA_VERSION,
 };
 
 #[test]

@@ -12,7 +12,7 @@ use camino::Utf8PathBuf;
 use serde::{Deserialize, Serialize};
 use sysdb::{Connector as _, Error, OpenOptions, Paths, Probe, SystemDb};
 use sysdb_errclass::classify_error;
-use sysdb_tests::describe;
+use sysdb_scenarios::describe;
 
 use super::{ladder_to, test_binary, ChildOptions, DIGEST_SQL, TOP};
 

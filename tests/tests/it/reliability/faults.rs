@@ -8,17 +8,17 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use camino::Utf8Path;
-use sysdb_tests::{folder_digest, Tally};
+use sysdb_scenarios::{folder_digest, Tally};
 
 use super::{
     check_opened, class_of, finish, leftovers, long, run, seed, seeded, ChildOptions, Death, End,
-    Folder, Job, Kill, Outcome,
+    Job, Kill, Outcome, PathsOf, StateDir,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Run one open with `faults` armed; it must fail naming `doing`.
-fn faulty_open(state: &Folder, faults: &[(&str, &str)], doing: &str) -> Result<Outcome, String> {
+fn faulty_open(state: &StateDir, faults: &[(&str, &str)], doing: &str) -> Result<Outcome, String> {
     let job = Job {
         data: state.data.clone(),
         faults: faults
@@ -42,7 +42,7 @@ fn faulty_open(state: &Folder, faults: &[(&str, &str)], doing: &str) -> Result<O
 
 /// After a faulty open: no temporary file, and a fault-free open brings the
 /// folder to the top with every row.
-fn then_recovers(state: &Folder, digest: &str) -> Result<(), String> {
+fn then_recovers(state: &StateDir, digest: &str) -> Result<(), String> {
     let temps: Vec<String> = leftovers(&state.state())
         .into_iter()
         .filter(|n| n.contains(".tmp-"))
@@ -78,7 +78,7 @@ fn file_system_faults_leave_a_clear_error_and_a_state_that_opens() {
     let crashed = super::kills::crashed_in_step_4(&healthy);
 
     // (starting state, failpoint, what the error must say it was doing)
-    let cases: [(&str, &Folder, &str, &str); 10] = [
+    let cases: [(&str, &StateDir, &str, &str); 10] = [
         (
             "migration",
             &healthy,
@@ -193,7 +193,7 @@ fn file_system_faults_leave_a_clear_error_and_a_state_that_opens() {
 
 /// Run a child open without the privilege to ignore file permissions: as
 /// root, with `CAP_DAC_OVERRIDE` and `CAP_DAC_READ_SEARCH` dropped.
-fn unprivileged_open(state: &Folder) -> End {
+fn unprivileged_open(state: &StateDir) -> End {
     let job = Job {
         data: state.data.clone(),
         ..Job::default()
@@ -242,7 +242,7 @@ fn a_read_only_folder_and_an_unreadable_database_are_refused_touching_nothing() 
     let started = Instant::now();
     let (healthy, digest) = seeded(1);
 
-    type Damage = fn(&Folder);
+    type Damage = fn(&StateDir);
     let cases: [(&str, Damage); 3] = [
         ("read-only state folder", |f| set_mode(&f.state(), 0o555)),
         ("read-only folder and files", |f| {
@@ -328,7 +328,7 @@ fn probe_child() {
     }
 }
 
-fn probed_open(state: &Folder, probe: (String, Vec<String>, u64)) -> Outcome {
+fn probed_open(state: &StateDir, probe: (String, Vec<String>, u64)) -> Outcome {
     let job = Job {
         data: state.data.clone(),
         options: ChildOptions {

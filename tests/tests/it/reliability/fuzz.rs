@@ -11,10 +11,13 @@ use std::time::{Duration, Instant};
 use camino::{Utf8Path, Utf8PathBuf};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
-use sysdb_tests::{folder_digest, Tally};
+use sysdb_scenarios::child::CHECKPOINTS_OFF;
+use sysdb_scenarios::ladders::write_migrations;
+use sysdb_scenarios::{folder_digest, Tally};
 
 use super::{
-    class_of, finish, ladder_to, long, run, seed, seeded, ChildOptions, End, Folder, Job, TOP,
+    class_of, finish, ladder_to, long, run, seed, seeded, ChildOptions, End, Job, PathsOf,
+    StateDir, TOP,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(120);
@@ -116,7 +119,7 @@ fn apply(path: &Utf8Path, damage: &Damage) -> bool {
 
 /// The copies of the data in `state` that read with every seeded row;
 /// `None` when DuckDB took the reading process down.
-fn readable(state: &Folder, digest: &str) -> Result<Option<Vec<String>>, String> {
+fn readable(state: &StateDir, digest: &str) -> Result<Option<Vec<String>>, String> {
     let job = Job {
         data: state.data.clone(),
         digests: true,
@@ -152,20 +155,8 @@ fn sysdb_binary() -> Utf8PathBuf {
     Utf8PathBuf::try_from(path).expect("utf-8 path")
 }
 
-/// The ladder as a migrations folder, for `sysdb check`.
-fn migrations(dir: &Utf8Path) {
-    fs_err::create_dir_all(dir).expect("migrations folder");
-    for step in ladder_to(TOP).steps() {
-        fs_err::write(
-            dir.join(format!("{:04}_{}.sql", step.version(), step.name())),
-            step.sql(),
-        )
-        .expect("write step");
-    }
-}
-
 /// Run `sysdb check` on `state`; its exit code.
-fn check(state: &Folder, migrations: &Utf8Path) -> Result<i32, String> {
+fn check(state: &StateDir, migrations: &Utf8Path) -> Result<i32, String> {
     let mut child = std::process::Command::new(sysdb_binary())
         .args(["check", "--json", "--data-dir"])
         .arg(&state.data)
@@ -192,7 +183,7 @@ fn check(state: &Folder, migrations: &Utf8Path) -> Result<i32, String> {
 }
 
 struct Templates {
-    folders: [Folder; 3],
+    folders: [StateDir; 3],
     digest: String,
     migrations: Utf8PathBuf,
     _scratch: tempfile::TempDir,
@@ -210,11 +201,10 @@ fn templates() -> Templates {
     );
     let conn = duckdb::Connection::open_with_flags(paths.db(), sysdb::config().expect("config"))
         .expect("open");
-    conn.execute_batch(
-        "PRAGMA disable_checkpoint_on_shutdown; SET checkpoint_threshold = '100GB';
-         INSERT INTO events SELECT range, range % 100, now() FROM range(500);",
-    )
-    .expect("commit into the log");
+    conn.execute_batch(CHECKPOINTS_OFF)
+        .expect("checkpoints off");
+    conn.execute_batch("INSERT INTO events SELECT range, range % 100, now() FROM range(500);")
+        .expect("commit into the log");
     drop(conn);
     assert!(paths.wal().exists(), "no write-ahead log");
     let crashed = super::kills::crashed_in_step_4(&start);
@@ -225,7 +215,7 @@ fn templates() -> Templates {
     .expect("snapshot every row");
     let scratch = tempfile::tempdir().expect("temp dir");
     let migrations_dir = Utf8PathBuf::try_from(scratch.path().join("migrations")).expect("utf-8");
-    migrations(&migrations_dir);
+    write_migrations(&ladder_to(TOP), &migrations_dir).expect("the migrations folder");
     Templates {
         folders: [at_top, crashed, pending],
         digest,

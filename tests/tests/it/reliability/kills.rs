@@ -6,12 +6,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use rand::{RngExt, SeedableRng};
-use sysdb_tests::{folder_digest, Tally};
+use sysdb_scenarios::{folder_digest, Tally};
 
 use super::child::positions;
 use super::{
-    check_opened, class_of, finish, long, nothing_deleted, run, seed, seeded, Death, End, Folder,
-    Job, Kill, Outcome, STARTS,
+    check_opened, class_of, finish, long, nothing_deleted, run, seed, seeded, Death, End, Job,
+    Kill, Outcome, PathsOf, StateDir, STARTS,
 };
 
 /// No open of these small folders takes this long, even on a busy machine.
@@ -23,7 +23,7 @@ const DEPTH: u32 = 3;
 /// state (the state itself stays for the next kills): it must succeed at
 /// the top with every seeded row, keep every file set aside, and leave no
 /// work half done.
-pub(crate) fn verify(state: &Folder, digest: &str) -> Result<Outcome, String> {
+pub(crate) fn verify(state: &StateDir, digest: &str) -> Result<Outcome, String> {
     let copy = state.copy();
     let before = folder_digest(&copy.state());
     let job = Job {
@@ -42,7 +42,7 @@ pub(crate) fn verify(state: &Folder, digest: &str) -> Result<Outcome, String> {
 }
 
 /// A copy of `state` in which a child open was killed at `kill`.
-pub(crate) fn killed(state: &Folder, kill: &Kill) -> Result<Folder, String> {
+pub(crate) fn killed(state: &StateDir, kill: &Kill) -> Result<StateDir, String> {
     let copy = state.copy();
     let job = Job {
         data: copy.data.clone(),
@@ -91,7 +91,7 @@ struct Explorer {
 impl Explorer {
     /// Verify `state`; if it is the start, or a recovery followed, kill
     /// that open at each of its failpoint hits and explore each result.
-    fn explore(&mut self, state: &Folder, depth: u32, path: &str) {
+    fn explore(&mut self, state: &StateDir, depth: u32, path: &str) {
         let outcome = match verify(state, &self.digest) {
             Ok(outcome) => outcome,
             Err(e) => {
@@ -199,7 +199,7 @@ fn kill_matrix_from_version_3() {
 
 /// The state a kill right after step 4's commit leaves: the step only in
 /// a write-ahead log DuckDB cannot replay.
-pub(crate) fn crashed_in_step_4(folder: &Folder) -> Folder {
+pub(crate) fn crashed_in_step_4(folder: &StateDir) -> StateDir {
     // From version 1, steps 2, 3 and 4 run: step 4 is the third step.
     killed(
         folder,
@@ -300,7 +300,14 @@ fn at_once(job: &Job, n: usize) -> Vec<End> {
 
 /// `n` processes open a folder at once; every one must end at the top with
 /// every row, and exactly `recoveries` of them recover (or resume one).
-fn race(tally: &mut Tally, label: &str, state: &Folder, digest: &str, n: usize, recoveries: usize) {
+fn race(
+    tally: &mut Tally,
+    label: &str,
+    state: &StateDir,
+    digest: &str,
+    n: usize,
+    recoveries: usize,
+) {
     let copy = state.copy();
     let before = folder_digest(&copy.state());
     let job = Job {
@@ -337,7 +344,7 @@ fn race(tally: &mut Tally, label: &str, state: &Folder, digest: &str, n: usize, 
 /// `n` processes open a folder at once without waiting for the lock, and
 /// the one that gets it keeps it until every other has ended: exactly one
 /// opens, every other gets `Locked` naming that one's pid.
-fn contend(tally: &mut Tally, label: &str, state: &Folder, n: usize) {
+fn contend(tally: &mut Tally, label: &str, state: &StateDir, n: usize) {
     let copy = state.copy();
     let job = Job {
         data: copy.data.clone(),

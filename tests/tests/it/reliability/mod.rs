@@ -23,30 +23,24 @@ use std::time::{Duration, Instant};
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
 use sysdb::{Ladder, OpenOptions, Paths, SystemDb};
-use sysdb_tests::Tally;
+use sysdb_scenarios::ladders::{items_ladder, ITEMS_TOP};
+use sysdb_scenarios::{StateDir, Tally};
 
 pub(crate) use child::{Death, Job, Kill, Outcome};
 
 /// The ladder's top version.
-pub(crate) const TOP: u32 = 6;
+pub(crate) const TOP: u32 = ITEMS_TOP;
 /// The versions the kill matrix starts from: every one crosses step 4,
 /// which DuckDB commits but cannot replay from its write-ahead log.
 pub(crate) const STARTS: [u32; 3] = [1, 2, 3];
 /// Rows seeded before any migration under test.
 pub(crate) const ROWS: u32 = 1000;
 
-/// A small ladder with the steps a real service has: tables, a column, a
-/// type, and the enum conversion whose replay fails on DuckDB 2.0.0.
+/// The suite's ladder (`sysdb_scenarios::ladders::items_ladder`): the
+/// steps a real service has (tables, a column, a type, an index) and the
+/// enum conversion whose replay fails on DuckDB 2.0.0.
 pub(crate) fn ladder_to(top: u32) -> Ladder {
-    let steps = [
-        (1, "create_items", "CREATE TABLE items (id BIGINT PRIMARY KEY, payload VARCHAR NOT NULL, state VARCHAR NOT NULL);"),
-        (2, "add_owner", "ALTER TABLE items ADD COLUMN owner VARCHAR;"),
-        (3, "create_state_type", "CREATE SCHEMA s; CREATE TYPE s.item_state AS ENUM ('new', 'done');"),
-        (4, "state_as_enum", "ALTER TABLE items ALTER COLUMN state SET TYPE s.item_state USING state::s.item_state;"),
-        (5, "create_events", "CREATE TABLE events (id BIGINT, item BIGINT, created TIMESTAMP DEFAULT now());"),
-        (6, "index_owner", "CREATE INDEX items_owner ON items (owner);"),
-    ];
-    Ladder::new(steps.into_iter().filter(|(v, _, _)| *v <= top)).expect("valid ladder")
+    items_ladder(top)
 }
 
 /// The digest of the seeded data: every row's id and payload, in order.
@@ -70,45 +64,22 @@ pub(crate) fn seed() -> u64 {
         })
 }
 
-/// A data folder in a temporary directory.
-pub(crate) struct Folder {
-    _tmp: tempfile::TempDir,
-    pub(crate) data: Utf8PathBuf,
+/// `folder.paths()`: the `sysdb::Paths` of a kit state folder.
+pub(crate) trait PathsOf {
+    fn paths(&self) -> Paths;
 }
 
-impl Folder {
-    pub(crate) fn new() -> Self {
-        let tmp = tempfile::tempdir().expect("temp dir");
-        let data = Utf8PathBuf::try_from(tmp.path().join("data")).expect("utf-8 temp dir");
-        fs_err::create_dir_all(data.join("state")).expect("state folder");
-        Self { _tmp: tmp, data }
-    }
-
-    pub(crate) fn paths(&self) -> Paths {
+impl PathsOf for StateDir {
+    fn paths(&self) -> Paths {
         Paths::from_data_dir(&self.data).expect("paths")
-    }
-
-    pub(crate) fn state(&self) -> Utf8PathBuf {
-        self.data.join("state")
-    }
-
-    /// A new folder holding a copy of every file of this one.
-    pub(crate) fn copy(&self) -> Self {
-        let copy = Self::new();
-        for entry in fs_err::read_dir(self.state()).expect("list state") {
-            let entry = entry.expect("entry");
-            let to = copy.state().as_std_path().join(entry.file_name());
-            fs_err::copy(entry.path(), to).expect("copy file");
-        }
-        copy
     }
 }
 
 /// A folder at `version` holding [`ROWS`] seeded rows, closed and
 /// checkpointed, with the snapshot its first migration took; and the
 /// digest of its rows.
-pub(crate) fn seeded(version: u32) -> (Folder, String) {
-    let folder = Folder::new();
+pub(crate) fn seeded(version: u32) -> (StateDir, String) {
+    let folder = StateDir::new();
     let db = SystemDb::open(
         &folder.paths(),
         &ladder_to(version),
@@ -212,12 +183,12 @@ pub(crate) fn leftovers(state: &Utf8Path) -> Vec<String> {
 /// Write an area's tally where `cargo xtask reliability` finds it, print
 /// it, and fail the test if anything failed.
 pub(crate) fn finish(tally: &Tally) {
-    let dir = sysdb_tests::reliability_dir();
+    let dir = sysdb_scenarios::reliability_dir();
     fs_err::create_dir_all(&dir).expect("reliability folder");
     let path = dir.join(format!("{}.json", tally.area));
     fs_err::write(&path, serde_json::to_vec_pretty(tally).expect("tally JSON"))
         .expect("write tally");
-    eprintln!("{}", sysdb_tests::table(std::slice::from_ref(tally)));
+    eprintln!("{}", sysdb_scenarios::table(std::slice::from_ref(tally)));
     assert!(
         tally.failures.is_empty(),
         "{} failure(s) in {} (seed {}):\n{}",

@@ -1,8 +1,8 @@
-//! Workspace-level scenarios: the fixture suite (and, later, the crash
-//! matrix). The scenarios live in `tests/`; this library holds what they
-//! share with the generator of `fixtures/` (`cargo xtask fixtures`): the
-//! manifest format, how a plain DuckDB open is described, how a folder is
-//! compared before and after, and how reports are redacted for snapshots.
+//! What the suites share with the generator of `fixtures/` (`cargo xtask
+//! fixtures`) and with `cargo xtask reliability`: the manifest format, how
+//! a plain DuckDB open is described, how a folder is compared before and
+//! after, how reports are redacted for snapshots, and the reliability
+//! suite's tallies.
 
 use std::collections::BTreeMap;
 
