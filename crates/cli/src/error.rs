@@ -101,6 +101,7 @@ impl Error {
                 C::NotADatabase | C::CorruptDatabase | C::Truncated | C::UnsupportedStorage => "`sysdb status` shows the snapshot's age and version; `sysdb recover --from-snapshot` restores it (every write made after it is lost; the file is set aside, not deleted)",
                 C::NewerStorage => "the file was written by a newer DuckDB; open it with that version",
                 C::PermissionDenied | C::DiskFull | C::Io => "fix the file system (permissions, free space), then run the command again",
+                C::OutOfMemory => "give the process more memory (the container's limit, DuckDB's memory_limit), then run the command again; no file was changed",
                 _ => "`sysdb check` says what an open would do; `sysdb status` shows the files",
             },
             sysdb::Error::Probe { .. } => "the database was not opened in this process; `sysdb check` says what an open would do",

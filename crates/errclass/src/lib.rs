@@ -79,6 +79,10 @@ pub enum ErrorClass {
     PermissionDenied,
     /// The file system is full (or a quota is exhausted).
     DiskFull,
+    /// DuckDB ran out of memory (its `memory_limit`, or the process's or
+    /// container's). Also while it replays the write-ahead log: the log is
+    /// intact and replays with more memory.
+    OutOfMemory,
     /// Any other input/output failure.
     Io,
     /// A message this classifier does not recognise.
@@ -125,6 +129,7 @@ impl ErrorClass {
             ErrorClass::UnsupportedStorage => "unsupported-storage",
             ErrorClass::PermissionDenied => "permission-denied",
             ErrorClass::DiskFull => "disk-full",
+            ErrorClass::OutOfMemory => "out-of-memory",
             ErrorClass::Io => "io",
             ErrorClass::Unknown => "unknown",
         }
@@ -191,6 +196,9 @@ impl fmt::Display for ErrorClass {
             }
             ErrorClass::PermissionDenied => f.write_str("permission to a database file was denied"),
             ErrorClass::DiskFull => f.write_str("the file system is full"),
+            ErrorClass::OutOfMemory => f.write_str(
+                "the database ran out of memory (DuckDB's memory_limit, or the process's or container's limit)",
+            ),
             ErrorClass::Io => f.write_str("an input/output error occurred"),
             ErrorClass::Unknown => f.write_str("an unrecognised DuckDB error"),
         }
@@ -216,13 +224,18 @@ pub fn classify_error(err: &duckdb::Error) -> ErrorClass {
 pub fn classify(message: &str) -> ErrorClass {
     let normalized = normalize_whitespace(message);
     let (prefixes, body) = strip_type_prefixes(&normalized);
+    let prefix_is = |name: &str| prefixes.iter().any(|p| p.eq_ignore_ascii_case(name));
 
+    // Whatever it was doing (a replay of the write-ahead log included),
+    // DuckDB ran out of memory: the environment, never the files.
+    if prefix_is("Out of Memory") {
+        return ErrorClass::OutOfMemory;
+    }
     if let Some(class) = classify_body(body) {
         return class;
     }
     // The body is not a template we know; the "<Type> Error:" prefix is the
     // only remaining signal.
-    let prefix_is = |name: &str| prefixes.iter().any(|p| p.eq_ignore_ascii_case(name));
     if prefix_is("Data Corruption") {
         ErrorClass::CorruptDatabase
     } else if prefix_is("IO") {
@@ -248,9 +261,16 @@ fn classify_body(body: &str) -> Option<ErrorClass> {
     if let Some(rest) = strip_prefix_ci(body, "Failure while replaying WAL file")
         .or_else(|| strip_prefix_ci(body, "Failure while replaying checkpoint WAL file"))
     {
-        return Some(ErrorClass::WalReplay {
-            cause: wal_replay_cause(rest),
-        });
+        let (prefixes, cause) = replay_failure(rest);
+        let replay = wal_replay_cause(&prefixes, cause);
+        // A cause that is one of the log's own failures (a checksum, bytes
+        // that do not decode, a schema change) is the log's; any other may
+        // be the environment's.
+        let environment = match replay {
+            WalReplayCause::Other => environment_in_replay(&prefixes, cause),
+            _ => out_of_memory(&prefixes, cause),
+        };
+        return Some(environment.unwrap_or(ErrorClass::WalReplay { cause: replay }));
     }
     if starts_with_ci(body, "ReplayAlter") {
         return Some(ErrorClass::WalReplay {
@@ -300,50 +320,136 @@ fn classify_body(body: &str) -> Option<ErrorClass> {
         return Some(ErrorClass::Truncated);
     }
     if starts_with_ci(body, "Trying to read a database file with") {
-        return Some(
-            if contains_ci(body, "created with a newer version of DuckDB") {
-                ErrorClass::NewerStorage
-            } else {
-                ErrorClass::UnsupportedStorage
-            },
-        );
+        return Some(storage_version_class(body));
     }
-    const IO_TEMPLATES: &[&str] = &[
-        "Cannot open file",
-        "Could not open file",
-        "Could not write",
-        "Could not read",
-        "Could not fsync",
-        "Could not truncate",
-        "Could not seek",
-        "Could not remove",
-        "Could not rename",
-        "Could not move",
-        "Failed to get stats for file",
-        "Failed to create directory",
-        "Failed to read",
-        "Failed to write",
-    ];
+    if let Some(class) = out_of_memory(&[], body) {
+        return Some(class);
+    }
     if IO_TEMPLATES.iter().any(|t| starts_with_ci(body, t)) {
         return Some(errno_class(body).unwrap_or(ErrorClass::Io));
     }
     None
 }
 
-/// The cause of a WAL replay failure, read from the text after
-/// `Failure while replaying WAL file`.
-fn wal_replay_cause(rest: &str) -> WalReplayCause {
-    // DuckDB writes `"<db>.wal": <cause>`; the seed's shorter form is
-    // `: <cause>`. The cause starts after the first `.wal": `, so that a path
-    // containing `": ` elsewhere does not move it.
+/// The start of DuckDB's messages about a failed file-system call.
+const IO_TEMPLATES: &[&str] = &[
+    "Cannot open file",
+    "Could not open file",
+    "Could not write",
+    "Could not read",
+    "Could not fsync",
+    "Could not truncate",
+    "Could not seek",
+    "Could not remove",
+    "Could not rename",
+    "Could not move",
+    "Failed to get stats for file",
+    "Failed to create directory",
+    "Failed to read",
+    "Failed to write",
+];
+
+/// `… storage version number N, but we can only read storage versions
+/// between A and B …` (2.0) or `… version number N, but we can only read
+/// versions between A and B …` (1.x): newer when N is above B, whatever
+/// words follow (1.x says "an newer version", and a version DuckDB knows by
+/// name is named instead).
+fn storage_version_class(body: &str) -> ErrorClass {
+    let number_after = |word: &str, from: usize| -> Option<(u64, usize)> {
+        let at = find_ci(&body[from..], word)? + from + word.len();
+        let digits: String = body[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        Some((digits.parse().ok()?, at + digits.len()))
+    };
+    let read = number_after("version number ", 0).and_then(|(file, at)| {
+        let (_, at) = number_after("between ", at)?;
+        let (upper, _) = number_after(" and ", at)?;
+        Some((file, upper))
+    });
+    match read {
+        Some((file, upper)) if file > upper => ErrorClass::NewerStorage,
+        Some(_) => ErrorClass::UnsupportedStorage,
+        None if contains_ci(body, "created with a newer version of DuckDB")
+            || contains_ci(body, "created with an newer version of DuckDB") =>
+        {
+            ErrorClass::NewerStorage
+        }
+        None => ErrorClass::UnsupportedStorage,
+    }
+}
+
+/// The cause after `Failure while replaying WAL file`, and its own
+/// `<Type> Error:` prefixes. DuckDB writes `"<db>.wal": <cause>`; the
+/// seed's shorter form is `: <cause>`. The cause starts after the first
+/// `.wal": `, so that a path containing `": ` elsewhere does not move it.
+fn replay_failure(rest: &str) -> (Vec<&str>, &str) {
     let cause = find_ci(rest, ".wal\": ")
         .map(|at| &rest[at + ".wal\": ".len()..])
         .or_else(|| find_ci(rest, "\": ").map(|at| &rest[at + "\": ".len()..]))
         .or_else(|| rest.trim_start().strip_prefix(':'))
         .unwrap_or(rest);
-    let cause = cut_at_ci(cause, "Stack Trace");
-    let (prefixes, cause) = strip_type_prefixes(cause);
+    strip_type_prefixes(cause)
+}
 
+/// A replay that failed because of the environment, not the log: memory,
+/// a full disk, a permission, or a file-system call on a file other than
+/// the log (the temporary directory, the database file). The log is
+/// intact; setting it aside would throw committed writes away.
+fn environment_in_replay(prefixes: &[&str], cause: &str) -> Option<ErrorClass> {
+    if let Some(class) = out_of_memory(prefixes, cause) {
+        return Some(class);
+    }
+    if let Some(class) = errno_class_at_start(cause) {
+        return Some(class);
+    }
+    if IO_TEMPLATES.iter().any(|t| starts_with_ci(cause, t)) {
+        // A descriptor that is not valid is this process's state, whatever
+        // file it was meant for.
+        let bad_descriptor = tails_after_quote(cause)
+            .last()
+            .is_some_and(|tail| starts_with_ci(tail, "Bad file descriptor"));
+        if bad_descriptor || !names_the_log(cause) {
+            return Some(errno_class(cause).unwrap_or(ErrorClass::Io));
+        }
+    }
+    None
+}
+
+/// [`ErrorClass::OutOfMemory`] for a cause that says DuckDB could not get
+/// memory (with or without its `Out of Memory Error:` prefix).
+fn out_of_memory(prefixes: &[&str], cause: &str) -> Option<ErrorClass> {
+    const MEMORY: &[&str] = &[
+        "failed to allocate",
+        "could not allocate",
+        "Allocation failure",
+        "std::bad_alloc",
+    ];
+    let oom = prefixes
+        .iter()
+        .any(|p| p.eq_ignore_ascii_case("Out of Memory"))
+        || MEMORY.iter().any(|t| starts_with_ci(cause, t));
+    oom.then_some(ErrorClass::OutOfMemory)
+}
+
+/// Whether the file a `<template> "<path>": <system's words>` message names
+/// is a write-ahead log. The path ends at the last `": ` (a path may contain
+/// one itself), so only its end is read.
+fn names_the_log(text: &str) -> bool {
+    let Some(end) = text.rfind("\": ") else {
+        return false;
+    };
+    let path = &text[..end];
+    [".wal", ".wal.checkpoint", ".wal.recovery"]
+        .iter()
+        .any(|suffix| path.ends_with(suffix))
+}
+
+/// The cause of a WAL replay failure, read from the text after
+/// `Failure while replaying WAL file` (split by [`replay_failure`]).
+fn wal_replay_cause(prefixes: &[&str], cause: &str) -> WalReplayCause {
+    let cause = cut_at_ci(cause, "Stack Trace");
     const CHECKSUM: &[&str] = &["Corrupt WAL file: entry at byte position"];
     const UNDECODABLE: &[&str] = &[
         "Failed to decode",
@@ -445,6 +551,12 @@ fn errno_class(body: &str) -> Option<ErrorClass> {
     } else {
         None
     }
+}
+
+/// [`errno_class`] of a text that starts with the system's words
+/// (`No space left on device`, `Permission denied`, …).
+fn errno_class_at_start(text: &str) -> Option<ErrorClass> {
+    errno_class(&format!("\": {text}"))
 }
 
 /// Every text that follows a `": ` (the end of a quoted path) in `s`.

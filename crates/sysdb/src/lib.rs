@@ -300,7 +300,7 @@ pub enum Error {
     },
     /// DuckDB could not open the database, and recovery may not act on this
     /// failure (or has nothing to recover from). DuckDB's text is unchanged.
-    #[error("while opening {path}: {source}")]
+    #[error("while opening {path}: {source}{}", advice(*class))]
     Open {
         /// The database.
         path: Utf8PathBuf,
@@ -407,6 +407,15 @@ pub enum Error {
 /// This crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// What to change after a failure of the environment, for [`Error::Open`]:
+/// the files are intact, and no recovery sets anything aside for it.
+fn advice(class: ErrorClass) -> &'static str {
+    match class {
+        ErrorClass::OutOfMemory => "; nothing was changed: the database and its write-ahead log are intact and open with more memory (raise the container's memory limit or DuckDB's memory_limit, or set a temp_directory DuckDB can spill to)",
+        _ => "",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -451,6 +460,11 @@ mod tests {
                 path: db.clone(),
                 class: ErrorClass::CorruptDatabase,
                 source: Box::new(duck("IO Error: Corrupt database file: computed checksum 1 does not match stored checksum 2 in block at location 12288")),
+            },
+            Error::Open {
+                path: db.clone(),
+                class: ErrorClass::OutOfMemory,
+                source: Box::new(duck("Out of Memory Error: Failure while replaying WAL file \"/srv/data/state/system.duckdb.wal\": failed to allocate data of size 2.0 MiB (37.0 MiB/38.3 MiB used)")),
             },
             Error::Reopen {
                 path: db.clone(),

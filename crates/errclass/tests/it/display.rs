@@ -28,6 +28,7 @@ fn every_class() -> Vec<ErrorClass> {
         ErrorClass::UnsupportedStorage,
         ErrorClass::PermissionDenied,
         ErrorClass::DiskFull,
+        ErrorClass::OutOfMemory,
         ErrorClass::Io,
         ErrorClass::Unknown,
     ]);

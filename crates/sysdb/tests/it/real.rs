@@ -10,6 +10,7 @@ use sysdb::{
     SystemDb,
 };
 use sysdb_errclass::{classify_error, ErrorClass};
+use sysdb_scenarios::child::{test_child, Crash};
 use sysdb_scenarios::damage::{corrupt_a_block, flip_a_byte_until};
 use sysdb_scenarios::ladders::insert_jobs;
 
@@ -510,4 +511,55 @@ fn a_second_open_waits_for_the_lock_and_names_the_holder() {
         Error::Locked { pid, .. } => assert_eq!(pid, Some(std::process::id())),
         other => panic!("unexpected {other:?}"),
     }
+}
+
+/// A log DuckDB can replay, but not within its memory limit: the
+/// environment's failure, never a reason to set the log aside.
+#[test]
+fn a_replay_out_of_memory_is_refused_touching_nothing_and_replays_with_more_memory() {
+    let dir = StateDir::new();
+    let paths = dir.paths();
+    at_v26_with_snapshot(&paths, 1_000_000);
+    // A real process commits updates of every row with checkpoints off and
+    // is killed: the updates live only in the write-ahead log (a large
+    // insert would not: DuckDB writes its row groups to the file at once).
+    let updates = (2..=4)
+        .map(|c| format!("UPDATE jobs SET c{c} = id % 1000;"))
+        .collect();
+    Crash::killed(paths.db(), updates)
+        .run(|args| test_child("child", &args))
+        .expect("a crash after a large commit");
+    let before = folder_digest(&dir.state());
+
+    let small = |path: &Utf8Path| {
+        let config = sysdb::config()?
+            .with("memory_limit", "16MB")?
+            .with("temp_directory", "")?
+            .with("threads", "1")?;
+        duckdb::Connection::open_with_flags(path, config)
+    };
+    let err = SystemDb::open_with(&paths, &ladder(), &OpenOptions::default(), &small)
+        .expect_err("the replay needs more memory");
+    match &err {
+        Error::Open { class, .. } => assert_eq!(*class, ErrorClass::OutOfMemory, "{err}"),
+        other => panic!("unexpected {other:?}"),
+    }
+    let message = err.to_string();
+    assert!(
+        message.contains("Failure while replaying WAL file"),
+        "{message}"
+    );
+    assert!(message.contains("memory_limit"), "{message}");
+    assert_eq!(folder_digest(&dir.state()), before, "a file changed");
+
+    let db = open(&paths).expect("the same log replays with more memory");
+    assert_eq!(job_count(db.conn()), 1_000_000);
+    let updated: i64 = db
+        .conn()
+        .query_row("SELECT count(*) FROM jobs WHERE c4 = id % 1000", [], |r| {
+            r.get(0)
+        })
+        .expect("count the updated rows");
+    assert_eq!(updated, 1_000_000, "every committed update replayed");
+    assert!(db.report().quarantined.is_empty(), "{:?}", db.report());
 }
