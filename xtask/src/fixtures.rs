@@ -17,7 +17,7 @@ use sysdb_errclass::classify_error;
 use sysdb_scenarios::damage::{self, flip_byte};
 use sysdb_scenarios::ladders::{insert_jobs, jobs_ladder, write_migrations, JOBS_TOP as TOP};
 use sysdb_scenarios::{describe, Expect, Manifest, GENERATED};
-use sysdb_schema::{ApplyOptions, Ladder};
+use sysdb_schema::ApplyOptions;
 use sysdb_snapshot::{ClosedDb, DbFiles};
 
 use crate::crash::crash;
@@ -34,12 +34,6 @@ fn connect(db: &Utf8Path) -> Result<Connection, String> {
         .and_then(|c| c.with("default_block_size", BLOCK_SIZE))
         .map_err(|e| format!("configuring DuckDB: {e}"))?;
     Connection::open_with_flags(db, config).map_err(|e| format!("opening {db}: {e}"))
-}
-
-/// The fixtures' ladder (`fixtures/migrations` is written from it) up to
-/// `top`: the seed service's, `sysdb_scenarios::ladders::jobs_ladder`.
-fn ladder_to(top: u32) -> Ladder {
-    jobs_ladder(top)
 }
 
 struct Scenario {
@@ -231,7 +225,7 @@ fn scenarios() -> Vec<Scenario> {
                 snapshot(f)?;
                 {
                     let conn = connect(f.db())?;
-                    ladder_to(26)
+                    jobs_ladder(26)
                         .apply(&conn, &ApplyOptions::default())
                         .map_err(|e| e.to_string())?;
                     exec(&conn, &insert(1000, 1500))?;
@@ -303,7 +297,7 @@ fn insert(from: u32, to: u32) -> String {
 /// Migration `version` and its `schema_version` row in one transaction,
 /// as the ladder applies it (without the checkpoint that follows).
 fn step(version: u32) -> Result<String, String> {
-    let ladder = ladder_to(TOP);
+    let ladder = jobs_ladder(TOP);
     let step = ladder
         .step(version)
         .ok_or(format!("no migration {version}"))?;
@@ -313,7 +307,7 @@ fn step(version: u32) -> Result<String, String> {
 /// A database at `top` with `rows` jobs, checkpointed and closed.
 fn base(f: &DbFiles, top: u32, rows: u32) -> Result<(), String> {
     let conn = connect(f.db())?;
-    ladder_to(top)
+    jobs_ladder(top)
         .apply(&conn, &ApplyOptions::default())
         .map_err(|e| format!("migrating {} to {top}: {e}", f.db()))?;
     exec(&conn, &insert(0, rows))?;
@@ -334,7 +328,7 @@ fn migrated_27(f: &DbFiles, rows: u32) -> Result<(), String> {
     base(f, 26, rows)?;
     snapshot(f)?;
     let conn = connect(f.db())?;
-    ladder_to(TOP)
+    jobs_ladder(TOP)
         .apply(&conn, &ApplyOptions::default())
         .map(|_| ())
         .map_err(|e| format!("migrating {} to {TOP}: {e}", f.db()))
@@ -413,7 +407,7 @@ fn duckdb_version() -> Result<String, String> {
 /// Make every scenario under `out`; return the manifests.
 fn make_all(out: &Utf8Path) -> Result<BTreeMap<String, Manifest>, String> {
     let duckdb = duckdb_version()?;
-    write_migrations(&ladder_to(TOP), &out.join("migrations")).map_err(|e| e.to_string())?;
+    write_migrations(&jobs_ladder(TOP), &out.join("migrations")).map_err(|e| e.to_string())?;
     let mut manifests = BTreeMap::new();
     for scenario in scenarios() {
         eprintln!("making {}", scenario.name);
@@ -546,7 +540,7 @@ pub fn check() -> Result<(), String> {
             ));
         }
     }
-    for step in ladder_to(TOP).steps() {
+    for step in jobs_ladder(TOP).steps() {
         let path =
             fixtures
                 .join("migrations")

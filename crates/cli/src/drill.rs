@@ -8,7 +8,7 @@ use std::time::Instant;
 use camino::{Utf8Path, Utf8PathBuf};
 use clap::Args;
 use serde::Serialize;
-use sysdb::{Connector, DuckDbConnector, Ladder, OpenOptions, Paths, SystemDb};
+use sysdb::{Connector, DuckDbConnector, OpenOptions, Paths, SystemDb};
 use sysdb_scenarios::child::{child_main, Crash};
 use sysdb_scenarios::ladders::{insert_jobs, jobs_ladder};
 
@@ -27,15 +27,6 @@ pub struct DrillArgs {
     /// Jobs in the table before the crash
     #[arg(long, value_name = "N", default_value_t = 100_000)]
     rows: u64,
-}
-
-/// The drill's migrations: the seed service's ladder
-/// (`sysdb_scenarios::ladders::jobs_ladder`): 1 creates `jobs` and an enum
-/// type in schema `s`, 2..=26 each add a column, 27 moves `jobs.state` to
-/// the enum, which DuckDB 2.0.0 commits but cannot replay from its
-/// write-ahead log.
-fn ladder_to(top: u32) -> Ladder {
-    jobs_ladder(top)
 }
 
 #[derive(Debug, Serialize)]
@@ -109,7 +100,7 @@ pub fn run(global: &Global, args: &DrillArgs) -> Result<u8, Error> {
 
     // 1. A database at version 26 with data, and the snapshot that the
     //    migration to 27 takes first.
-    let db = SystemDb::open(&paths, &ladder_to(26), &OpenOptions::default())?;
+    let db = SystemDb::open(&paths, &jobs_ladder(26), &OpenOptions::default())?;
     db.conn()
         .execute_batch(&insert_jobs(0, args.rows))
         .map_err(Error::duck("filling", paths.db()))?;
@@ -125,7 +116,7 @@ pub fn run(global: &Global, args: &DrillArgs) -> Result<u8, Error> {
     // 2. Migration 27 in a child process, killed after its commit and
     //    before any checkpoint.
     let exe = std::env::current_exe().map_err(Error::io("finding", Utf8Path::new("sysdb")))?;
-    let ladder = ladder_to(27);
+    let ladder = jobs_ladder(27);
     let step = ladder
         .step(27)
         .ok_or_else(|| Error::Refused("the drill's ladder has no step 27".to_owned()))?;
@@ -153,7 +144,7 @@ pub fn run(global: &Global, args: &DrillArgs) -> Result<u8, Error> {
     });
 
     // 4. sysdb opens it.
-    let opened = SystemDb::open(&paths, &ladder_to(27), &OpenOptions::default());
+    let opened = SystemDb::open(&paths, &jobs_ladder(27), &OpenOptions::default());
     let (report, version, jobs) = match &opened {
         Ok(db) => {
             let jobs: Option<u64> = db
