@@ -314,12 +314,52 @@ pub fn check(global: &Global) -> Result<u8, Error> {
                 for m in &report.quarantined {
                     would.push(real(&format!("set aside {} ({})", m.from, bytes(m.bytes))));
                 }
+                let log = restored.log.as_ref();
+                let count = |n: Option<u64>| n.map_or("?".to_owned(), |n| n.to_string());
+                let first_failed =
+                    log.and_then(|l| l.first_failed.as_ref())
+                        .map_or(String::new(), |f| {
+                            format!(
+                                "; the first that does not replay is commit {} at byte {}: {}",
+                                count(f.commit),
+                                f.at,
+                                real(&f.error)
+                            )
+                        });
                 match restored.source {
+                    RestoreSource::Replayed => {
+                        would.push(format!(
+                            "restore the database with its whole write-ahead log ({} commits), replayed on a copy through ATTACH",
+                            count(log.and_then(|l| l.commits))
+                        ));
+                    }
+                    RestoreSource::Salvaged => {
+                        let log = log.cloned().unwrap_or_else(|| sysdb::LogKept {
+                            commits: None,
+                            commits_kept: None,
+                            bytes: 0,
+                            bytes_kept: 0,
+                            replays: 0,
+                            first_failed: None,
+                        });
+                        would.push(format!(
+                            "restore the database with {} of the {} commits of its write-ahead log ({} of {}), replayed on a copy",
+                            count(log.commits_kept),
+                            count(log.commits),
+                            bytes(log.bytes_kept),
+                            bytes(log.bytes)
+                        ));
+                        would_lose = format!(
+                            "{} commits of the write-ahead log, which DuckDB cannot replay{first_failed}; the whole log stays in quarantine",
+                            count(log.commits_lost())
+                        );
+                    }
                     RestoreSource::DatabaseAtLastCheckpoint => {
                         would.push("restore the database file at its last checkpoint".to_owned());
                         would_lose = format!(
-                            "the commits in the write-ahead log set aside ({}), which DuckDB cannot replay; they stay in quarantine",
-                            bytes(report.wal_bytes_set_aside)
+                            "the commits in the write-ahead log set aside ({}{}), which DuckDB cannot replay{first_failed}; they stay in quarantine",
+                            bytes(report.wal_bytes_set_aside),
+                            log.and_then(|l| l.commits).map_or(String::new(), |n| format!(", {n} commits"))
                         );
                     }
                     RestoreSource::Snapshot => {

@@ -116,6 +116,21 @@ impl ErrorClass {
         matches!(self, ErrorClass::WalReplay { .. })
     }
 
+    /// `true` for a failure of the environment rather than of the files:
+    /// memory, disk space, permissions, an I/O error, a lock. The files are
+    /// intact and open once the environment is fixed, so nothing may be set
+    /// aside for it.
+    pub fn is_environment(&self) -> bool {
+        matches!(
+            self,
+            ErrorClass::Locked { .. }
+                | ErrorClass::PermissionDenied
+                | ErrorClass::DiskFull
+                | ErrorClass::OutOfMemory
+                | ErrorClass::Io
+        )
+    }
+
     /// A stable, machine-readable name (`"wal-replay"`, `"locked"`, …) for
     /// reports and manifests.
     pub fn as_str(&self) -> &'static str {

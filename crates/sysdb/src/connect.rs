@@ -9,6 +9,12 @@ use duckdb::{Config, Connection};
 pub trait Connector {
     /// Open a connection to the database at `path`.
     fn connect(&self, path: &Utf8Path) -> duckdb::Result<Connection>;
+
+    /// Open an in-memory database, for replaying a write-ahead log through
+    /// ATTACH. By default, with [`config`]'s settings.
+    fn connect_in_memory(&self) -> duckdb::Result<Connection> {
+        Connection::open_in_memory_with_flags(config()?)
+    }
 }
 
 /// The real connector: DuckDB with extension auto-install and auto-load

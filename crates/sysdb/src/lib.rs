@@ -41,9 +41,12 @@ mod connect;
 mod lock;
 mod marker;
 mod paths;
+mod plan;
 mod probe;
 mod recover;
+mod replay;
 mod report;
+mod wal;
 mod window;
 
 use std::time::{Duration, Instant};
@@ -58,8 +61,8 @@ pub use marker::{sha256_file, Marker, Recovering};
 pub use paths::{Paths, DATA_DIR_ENV};
 pub use probe::{probe_open, Probe};
 pub use report::{
-    MetError, Migration, MovedFile, OpenReport, Phase, ProbeOutcome, RestoreSource, Restored,
-    StepRun,
+    FailedCommit, LogKept, MetError, Migration, MovedFile, OpenReport, Phase, ProbeOutcome,
+    RestoreSource, Restored, StepRun,
 };
 
 /// This crate's failpoints, in the order an open meets them:
@@ -161,28 +164,17 @@ impl SystemDb {
         fail::fail_point!("sysdb::open::locked");
 
         report.wal_at_open = fs_err::metadata(paths.wal()).ok().map(|m| m.len());
-        report.marker_found = fs_err::symlink_metadata(paths.marker()).is_ok();
-        report.marker = Marker::read(&paths.marker()).unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "the intent marker cannot be read");
-            None
-        });
-        if let Some(marker) = &report.marker {
+        let found = plan::observe(paths)?;
+        if let Some(marker) = found.marker() {
             tracing::warn!(from = marker.from, to = marker.to, started_at = %marker.started_at, "a migration was in flight");
         }
-        report.recovery_resumed = match Recovering::read(&paths.recovering()) {
-            Ok(marker) => marker,
-            // Written atomically, so only outside damage makes it
-            // unreadable; it still says a recovery was in flight.
-            Err(e) => Some(Recovering {
-                class: "unknown".to_owned(),
-                error: e.to_string(),
-                started_at: "unknown".to_owned(),
-                pid: 0,
-            }),
-        };
-        recover::refuse_if_vanished(paths, &report)?;
-        let conn = recover::connect_or_recover(paths, ladder, options, connector, &mut report)?;
-        let conn = window::ensure_schema(conn, paths, ladder, options, connector, &mut report)?;
+        report.marker_found = found.window_open();
+        report.marker = found.marker().cloned();
+        report.recovery_resumed = found.recovering.clone();
+        let conn =
+            recover::connect_or_recover(paths, ladder, options, connector, &found, &mut report)?;
+        let conn =
+            window::ensure_schema(conn, paths, ladder, options, connector, &found, &mut report)?;
         report.phase("total", started);
         tracing::info!(db = %paths.db(), "system database open");
         #[cfg(feature = "failpoints")]
@@ -391,6 +383,17 @@ pub enum Error {
         class: ErrorClass,
         /// DuckDB's error.
         source: Box<duckdb::Error>,
+    },
+    /// A replay of a copy in the scratch folder could not be set up (the
+    /// copy, the cut log, the probe child); nothing was moved.
+    #[error("while {doing} {path} in its scratch folder: {source}")]
+    Replay {
+        /// The database.
+        path: Utf8PathBuf,
+        /// What was being done.
+        doing: &'static str,
+        /// The underlying failure.
+        source: std::io::Error,
     },
     /// A statement sysdb runs itself (CHECKPOINT) failed.
     #[error("while running {statement} on {path}: {source}")]

@@ -49,6 +49,11 @@ pub struct Recovering {
     pub started_at: String,
     /// The process that started it.
     pub pid: u32,
+    /// The database the recovery restores, replayed on a copy before the
+    /// first file was set aside, relative to the database's folder; absent
+    /// when it restores the database file at its last checkpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replayed: Option<Utf8PathBuf>,
 }
 
 impl Marker {

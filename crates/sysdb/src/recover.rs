@@ -1,6 +1,10 @@
-//! Connect, and recover from a write-ahead log that cannot be replayed.
+//! Connect, and recover from a write-ahead log that cannot be replayed:
+//! this carries out what plan.rs decides.
 //!
-//! This is the only place that decides what a failure to open allows.
+//! A recovery tries its sources in order of what they lose (see
+//! [`Source`]). The log is replayed only on copies in a scratch folder
+//! beside the database (`system.duckdb.replay/`), so the original database,
+//! log and sidecars are set aside byte-identical whichever source wins.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -11,28 +15,22 @@ use sysdb_schema::Ladder;
 use sysdb_snapshot::{quarantine, remove_durably, restore, ClosedDb};
 
 use crate::marker::Recovering;
-use crate::report::{MetError, MovedFile, ProbeOutcome, RestoreSource, Restored};
+use crate::plan::{self, Found, OnFailure, ReplayFailed, Search, Source, Start};
+use crate::replay::{self, Attempt, Replayer, Scratch};
+use crate::report::{
+    FailedCommit, LogKept, MetError, MovedFile, ProbeOutcome, RestoreSource, Restored,
+};
+use crate::wal::{Tail, WalLayout};
 use crate::{config, probe, Connector, Error, OpenOptions, OpenReport, Paths, Result};
 
-/// A failure to open that means the file itself cannot be used, so a
-/// restore may fall back to the snapshot. A lock, a permission or a full
-/// disk says nothing about the file and stops the recovery instead; a file
-/// from a newer DuckDB is readable by that DuckDB and must not be replaced.
-pub(crate) fn file_unreadable(class: ErrorClass) -> bool {
-    matches!(
-        class,
-        ErrorClass::NotADatabase
-            | ErrorClass::CorruptDatabase
-            | ErrorClass::Truncated
-            | ErrorClass::UnsupportedStorage
-    )
-}
+pub(crate) use crate::plan::file_unreadable;
 
 pub(crate) fn connect_or_recover(
     paths: &Paths,
     ladder: &Ladder,
     options: &OpenOptions,
     connector: &dyn Connector,
+    found: &Found,
     report: &mut OpenReport,
 ) -> Result<Connection> {
     let recovery = Recovery {
@@ -40,24 +38,45 @@ pub(crate) fn connect_or_recover(
         ladder,
         options,
         connector,
+        found,
         // No connection is open: none has been made yet.
         closed: ClosedDb::assume_closed(paths.files().clone()),
     };
-    let resuming = report.recovery_resumed.clone();
-    if let Some(marker) = &resuming {
-        tracing::warn!(started_at = %marker.started_at, pid = marker.pid, "an earlier recovery was killed before it finished; finishing it");
-        if fs_err::symlink_metadata(paths.db()).is_err() {
-            // Killed after the database was set aside: restore it from the
-            // newest quarantine set that holds one.
-            let wal_error = duck_error(&marker.error);
-            let newest = newest_quarantined_db(paths)?;
-            let conn = recovery.restore(newest.as_deref(), &wal_error, report)?;
+    match plan::start(found) {
+        Start::Vanished(evidence) => {
+            return Err(Error::Vanished {
+                path: paths.db().to_owned(),
+                evidence,
+            })
+        }
+        Start::FinishRecovery => {
+            // Killed after the database was set aside: restore what that
+            // recovery chose, the copy it replayed if it made one, else the
+            // database file of the newest quarantine set.
+            let marker = found.recovering.as_ref();
+            tracing::warn!(started_at = ?marker.map(|m| &m.started_at), "an earlier recovery was killed after it set the database aside; finishing it");
+            let wal_error = duck_error(marker.map_or("", |m| m.error.as_str()));
+            let replayed = marker
+                .and_then(|m| m.replayed.as_ref())
+                .map(|r| paths.dir().join(r))
+                .filter(|r| fs_err::metadata(r).is_ok());
+            let conn = match replayed {
+                Some(built) => recovery.restore_replayed(&built, None, report)?,
+                None => {
+                    let newest = newest_quarantined_db(paths)?;
+                    recovery.restore(newest.as_deref(), &wal_error, report)?
+                }
+            };
             return recovery.finish(conn);
         }
+        Start::Connect => {}
+    }
+    if found.recovering.is_some() {
+        tracing::warn!("an earlier recovery was killed before it finished; finishing it");
     }
 
     let probed = match &options.probe {
-        Some(probe) if wal_present(paths) => {
+        Some(probe) if found.wal => {
             let phase = Instant::now();
             let outcome = probe::run(probe, paths.db())?;
             report.phase("probe", phase);
@@ -87,7 +106,7 @@ pub(crate) fn connect_or_recover(
             #[cfg(feature = "failpoints")]
             fail::fail_point!("sysdb::open::connected");
             match first {
-                Ok(conn) if resuming.is_some() => return recovery.finish(conn),
+                Ok(conn) if found.recovering.is_some() => return recovery.finish(conn),
                 Ok(conn) => return Ok(conn),
                 Err(e) => (classify_error(&e), e),
             }
@@ -95,32 +114,59 @@ pub(crate) fn connect_or_recover(
     };
     report.error = Some(MetError::new(class, &wal_error));
 
-    if resuming.is_some() && file_unreadable(class) {
+    let sources = match plan::on_failure(found, class) {
+        OnFailure::Refuse => {
+            tracing::warn!(db = %paths.db(), class = class.as_str(), error = %wal_error, "open failed; not recoverable automatically");
+            return Err(Error::Open {
+                path: paths.db().to_owned(),
+                class,
+                source: Box::new(wal_error),
+            });
+        }
+        OnFailure::Recover(sources) => sources,
+    };
+    tracing::warn!(db = %paths.db(), %class, error = %wal_error, "write-ahead log replay failed; recovering");
+
+    if sources == [Source::Snapshot] {
         // The file is the copy the killed recovery restored, and it does
         // not read: go on to the snapshot, as that recovery would have.
         tracing::warn!(error = %wal_error, "the database file the earlier recovery restored is unreadable");
-        strict_check(paths, ladder, options, report)?;
+        strict_check(paths, ladder, options, found)?;
         recovery.set_aside(report)?;
         let conn = recovery.restore(None, &wal_error, report)?;
         return recovery.finish(conn);
     }
 
-    let snapshot = paths.snapshot();
-    if !class.is_wal_replay() || fs_err::metadata(&snapshot).is_err() {
-        tracing::warn!(db = %paths.db(), class = class.as_str(), error = %wal_error, "open failed; not recoverable automatically");
-        return Err(Error::Open {
-            path: paths.db().to_owned(),
-            class,
-            source: Box::new(wal_error),
-        });
-    }
-    tracing::warn!(db = %paths.db(), %class, error = %wal_error, "write-ahead log replay failed; recovering");
+    let replayer = match (&options.probe, probed_abort(class)) {
+        // The plain open kills the process that tries it: so may a replay
+        // of a copy, which then runs in the probe's child too.
+        (Some(probe), true) => Replayer::Child(probe),
+        _ => Replayer::InProcess(connector),
+    };
+    let scratch = Scratch::new(paths).map_err(|source| Error::Replay {
+        path: paths.db().to_owned(),
+        doing: "preparing the scratch folder for",
+        source,
+    })?;
+    let chosen = recovery.choose(sources, &replayer, &scratch, &wal_error, report);
+    let chosen = match chosen {
+        Ok(chosen) => chosen,
+        Err(e) => {
+            scratch.remove();
+            return Err(e);
+        }
+    };
 
     let marker = Recovering {
         class: class.as_str().to_owned(),
         error: wal_error.to_string(),
         started_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
         pid: std::process::id(),
+        replayed: chosen
+            .built
+            .as_ref()
+            .and_then(|b| b.strip_prefix(paths.dir()).ok())
+            .map(Utf8Path::to_owned),
     };
     crate::marker::write(
         paths,
@@ -137,9 +183,39 @@ pub(crate) fn connect_or_recover(
         .filter(|m| set.database() != Some(*m))
         .map(|m| m.bytes)
         .sum();
-    let db = set.database().map(|m| m.to.clone());
-    let conn = recovery.restore(db.as_deref(), &wal_error, report)?;
-    recovery.finish(conn)
+    let conn = match &chosen.built {
+        Some(built) => recovery.restore_replayed(built, chosen.kept.clone(), report)?,
+        None => {
+            let db = set.database().map(|m| m.to.clone());
+            let conn = recovery.restore(db.as_deref(), &wal_error, report)?;
+            if let (Some(restored), Some(kept)) = (&mut report.restored, chosen.kept) {
+                if restored.source == RestoreSource::DatabaseAtLastCheckpoint {
+                    restored.log = Some(kept);
+                }
+            }
+            conn
+        }
+    };
+    let conn = recovery.finish(conn)?;
+    scratch.remove();
+    Ok(conn)
+}
+
+/// The failure came from a probe child that a signal killed.
+fn probed_abort(class: ErrorClass) -> bool {
+    class
+        == ErrorClass::WalReplay {
+            cause: WalReplayCause::ProcessAborted,
+        }
+}
+
+/// What the sources before the last checkpoint gave.
+struct Chosen {
+    /// The database replayed on a copy, to restore; `None` for the
+    /// database file at its last checkpoint (or the snapshot).
+    built: Option<Utf8PathBuf>,
+    /// What of the log that keeps and loses.
+    kept: Option<LogKept>,
 }
 
 /// The steps of one recovery, on the closed files.
@@ -148,6 +224,7 @@ struct Recovery<'a> {
     ladder: &'a Ladder,
     options: &'a OpenOptions,
     connector: &'a dyn Connector,
+    found: &'a Found,
     closed: ClosedDb,
 }
 
@@ -158,6 +235,185 @@ impl Recovery<'_> {
             doing,
             path,
             source,
+        }
+    }
+
+    /// Try the sources that replay the log, on copies, before any file is
+    /// moved: the whole log, then the longest prefix that replays. A
+    /// failure of the environment stops here, with nothing moved.
+    fn choose(
+        &self,
+        sources: &[Source],
+        replayer: &Replayer<'_>,
+        scratch: &Scratch,
+        wal_error: &duckdb::Error,
+        report: &mut OpenReport,
+    ) -> Result<Chosen> {
+        let paths = self.paths;
+        let replay_error = |doing: &'static str| {
+            let path = paths.db().to_owned();
+            move |source| Error::Replay {
+                path,
+                doing,
+                source,
+            }
+        };
+        let wal = fs_err::read(paths.wal()).ok();
+        let layout = wal.as_deref().and_then(WalLayout::parse);
+        let log_bytes = wal.as_ref().map_or(0, |w| w.len() as u64);
+        let mut replays = 0u32;
+        let mut failed: Option<FailedCommit> = None;
+        let kept =
+            |commits: Option<usize>, bytes: u64, replays: u32, failed: Option<FailedCommit>| {
+                let total = layout.as_ref().map(|l| l.commits.len() as u64);
+                LogKept {
+                    commits: total,
+                    commits_kept: commits.map(|c| c as u64),
+                    bytes: log_bytes,
+                    bytes_kept: bytes,
+                    replays,
+                    first_failed: failed,
+                }
+            };
+        // DuckDB refuses a log with a damaged entry before replaying any of
+        // it, through ATTACH too: its prefixes are what may replay.
+        let damaged = layout.as_ref().and_then(|l| match &l.tail {
+            Tail::Damaged { at, problem } => Some(FailedCommit {
+                commit: Some(l.commits.len() as u64 + 1),
+                at: *at,
+                error: format!(
+                    "the entry at byte {at} of the write-ahead log is damaged: {problem}"
+                ),
+            }),
+            _ => None,
+        });
+        for source in sources {
+            match source {
+                Source::Replay if damaged.is_none() => {
+                    let phase = Instant::now();
+                    replays += 1;
+                    let attempt = replayer
+                        .build(paths, scratch, None)
+                        .map_err(replay_error("replaying a copy of"))?;
+                    report.phase("replay", phase);
+                    #[cfg(feature = "failpoints")]
+                    fail::fail_point!("sysdb::recover::replayed");
+                    match attempt {
+                        Attempt::Replayed(built) => {
+                            tracing::info!(copy = %built, "the whole write-ahead log replays through ATTACH");
+                            let commits = layout.as_ref().map(|l| l.commits.len());
+                            return Ok(Chosen {
+                                built: Some(built),
+                                kept: Some(kept(commits, log_bytes, replays, None)),
+                            });
+                        }
+                        Attempt::Failed { class, error } => {
+                            if plan::replay_failed(class) == ReplayFailed::Environment {
+                                return Err(self.refused(class, error));
+                            }
+                            tracing::warn!(%error, "the whole write-ahead log does not replay through ATTACH either");
+                            failed = Some(FailedCommit {
+                                commit: None,
+                                at: layout.as_ref().map_or(0, |l| l.header_end),
+                                error: error.to_string(),
+                            });
+                        }
+                    }
+                }
+                Source::Replay => failed = damaged.clone(),
+                Source::Salvage => {
+                    let Some(layout) = &layout else {
+                        tracing::warn!("the write-ahead log's framing cannot be read; no prefix of it is salvaged");
+                        continue;
+                    };
+                    let phase = Instant::now();
+                    let mut search = Search::new(layout.commits.len(), damaged.is_none());
+                    while let Some(commits) = search.next() {
+                        replays += 1;
+                        let attempt = replayer
+                            .try_prefix(paths, scratch, layout.cut(commits))
+                            .map_err(replay_error("replaying a cut copy of"))?;
+                        #[cfg(feature = "failpoints")]
+                        fail::fail_point!("sysdb::recover::probed");
+                        match attempt {
+                            Attempt::Replayed(_) => search.record(commits, true),
+                            Attempt::Failed { class, error } => {
+                                if plan::replay_failed(class) == ReplayFailed::Environment {
+                                    return Err(self.refused(class, error));
+                                }
+                                tracing::debug!(commits, %error, "this prefix does not replay");
+                                search.record(commits, false);
+                                failed = Some(FailedCommit {
+                                    commit: Some(commits as u64),
+                                    at: layout.cut(commits - 1),
+                                    error: error.to_string(),
+                                });
+                            }
+                        }
+                    }
+                    let commits = search.found();
+                    if let Some(f) = &mut failed {
+                        f.commit = Some(commits as u64 + 1);
+                        f.at = layout.cut(commits);
+                    }
+                    if commits == 0 {
+                        report.phase("salvage", phase);
+                        tracing::warn!("no commit of the write-ahead log replays");
+                        return Ok(Chosen {
+                            built: None,
+                            kept: Some(kept(Some(0), 0, replays, failed)),
+                        });
+                    }
+                    replays += 1;
+                    let attempt = replayer
+                        .build(paths, scratch, Some(layout.cut(commits)))
+                        .map_err(replay_error("replaying a cut copy of"))?;
+                    report.phase("salvage", phase);
+                    match attempt {
+                        Attempt::Replayed(built) => {
+                            tracing::warn!(
+                                commits,
+                                of = layout.commits.len(),
+                                "salvaged the commits before the first that does not replay"
+                            );
+                            let bytes = layout.cut(commits) - layout.header_end;
+                            return Ok(Chosen {
+                                built: Some(built),
+                                kept: Some(kept(Some(commits), bytes, replays, failed)),
+                            });
+                        }
+                        Attempt::Failed { class, error } => {
+                            if plan::replay_failed(class) == ReplayFailed::Environment {
+                                return Err(self.refused(class, error));
+                            }
+                            tracing::warn!(%error, "the salvaged prefix replayed read-only but not on the copy");
+                        }
+                    }
+                }
+                Source::LastCheckpoint | Source::Snapshot => break,
+            }
+        }
+        let failed = failed.or_else(|| {
+            Some(FailedCommit {
+                commit: None,
+                at: 0,
+                error: wal_error.to_string(),
+            })
+        });
+        Ok(Chosen {
+            built: None,
+            kept: wal.as_ref().map(|_| kept(Some(0), 0, replays, failed)),
+        })
+    }
+
+    /// The refusal for a failure of the environment met while replaying a
+    /// copy: nothing was moved.
+    fn refused(&self, class: ErrorClass, error: duckdb::Error) -> Error {
+        tracing::error!(%error, %class, "a replay of a copy failed for the environment; refusing, nothing moved");
+        Error::Open {
+            path: self.paths.db().to_owned(),
+            class,
+            source: Box::new(error),
         }
     }
 
@@ -173,6 +429,45 @@ impl Recovery<'_> {
             tracing::info!(from = %m.from, to = %m.to, bytes = m.bytes, "set aside");
         }
         Ok(set)
+    }
+
+    /// Restore the database a replay built on a copy, and connect.
+    fn restore_replayed(
+        &self,
+        built: &Utf8Path,
+        kept: Option<LogKept>,
+        report: &mut OpenReport,
+    ) -> Result<Connection> {
+        let paths = self.paths;
+        let phase = Instant::now();
+        restore(&self.closed, built).map_err(self.files_error("restoring"))?;
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!("sysdb::recover::restored");
+        let conn = self
+            .connector
+            .connect(paths.db())
+            .map_err(|reconnect| Error::Reopen {
+                path: paths.db().to_owned(),
+                reconnect: Box::new(reconnect),
+                source: Box::new(duck_error("the replayed copy was restored")),
+            })?;
+        report.phase("restore-replayed", phase);
+        let salvaged = kept
+            .as_ref()
+            .is_some_and(|k| k.commits_kept != k.commits || k.first_failed.is_some());
+        report.restored = Some(Restored {
+            source: if salvaged {
+                RestoreSource::Salvaged
+            } else {
+                RestoreSource::Replayed
+            },
+            from: built.to_owned(),
+            version: version(self.ladder, &conn),
+            snapshot_age_secs: None,
+            log: kept,
+        });
+        tracing::info!(from = %built, "restored the database replayed on a copy");
+        Ok(conn)
     }
 
     /// Restore `db` (the database file set aside, at its last checkpoint),
@@ -206,6 +501,7 @@ impl Recovery<'_> {
                         from: db.to_owned(),
                         version: version(self.ladder, &conn),
                         snapshot_age_secs: None,
+                        log: None,
                     });
                     tracing::info!(from = %db, "restored the database file at its last checkpoint");
                     return Ok(conn);
@@ -214,7 +510,7 @@ impl Recovery<'_> {
                     tracing::warn!(error = %e, "the database file at its last checkpoint is unreadable");
                     // The refusal leaves this copy in place: the next open
                     // fails on it the same way instead of starting empty.
-                    strict_check(paths, self.ladder, self.options, report)?;
+                    strict_check(paths, self.ladder, self.options, self.found)?;
                     // The copy duplicates what is already in quarantine; set
                     // it aside too rather than delete it.
                     self.set_aside(report)?;
@@ -222,7 +518,7 @@ impl Recovery<'_> {
                 Err(reconnect) => return Err(reopen_error(reconnect)),
             }
         } else {
-            strict_check(paths, self.ladder, self.options, report)?;
+            strict_check(paths, self.ladder, self.options, self.found)?;
         }
 
         // Then the pre-migrate snapshot.
@@ -242,6 +538,7 @@ impl Recovery<'_> {
             from: snapshot,
             version,
             snapshot_age_secs: age.map(|a| a.as_secs()),
+            log: None,
         });
         Ok(conn)
     }
@@ -255,25 +552,16 @@ impl Recovery<'_> {
             path: self.paths.db().to_owned(),
             source,
         })?;
+        // A scratch folder left by a recovery that was killed.
+        Scratch::at(self.paths).remove();
         Ok(conn)
     }
 }
 
 /// A DuckDB error carrying `text`: the failure that started a recovery, as
 /// recorded in its marker or seen by the probe.
-fn duck_error(text: &str) -> duckdb::Error {
-    duckdb::Error::DuckDBFailure(
-        duckdb::ffi::Error::new(duckdb::ffi::DuckDBError),
-        Some(text.to_owned()),
-    )
-}
-
-/// Whether a write-ahead log (or a checkpoint's sidecar) waits to be
-/// replayed.
-fn wal_present(paths: &Paths) -> bool {
-    sysdb_snapshot::SIDECAR_SUFFIXES
-        .iter()
-        .any(|suffix| fs_err::metadata(paths.files().sibling(suffix)).is_ok_and(|m| m.len() > 0))
+pub(crate) fn duck_error(text: &str) -> duckdb::Error {
+    replay::duck_error(text)
 }
 
 /// The database file of the newest quarantine set that holds one.
@@ -300,17 +588,19 @@ fn strict_check(
     paths: &Paths,
     ladder: &Ladder,
     options: &OpenOptions,
-    report: &OpenReport,
+    found: &Found,
 ) -> Result<()> {
     if !options.strict_snapshot {
         return Ok(());
     }
     let snapshot = paths.snapshot();
-    let why = match &report.marker {
-        Some(marker) if marker.names_snapshot(&snapshot)? => return Ok(()),
-        Some(_) => "the intent marker names another snapshot than the one on disk",
-        None if report.marker_found => "the intent marker cannot be read",
-        None => "no migration was in flight",
+    let why = match &found.marker {
+        plan::MarkerSeen::Read(marker) if marker.names_snapshot(&snapshot)? => return Ok(()),
+        plan::MarkerSeen::Read(_) => {
+            "the intent marker names another snapshot than the one on disk"
+        }
+        plan::MarkerSeen::Unreadable => "the intent marker cannot be read",
+        plan::MarkerSeen::Absent => "no migration was in flight",
     };
     let refused = Error::SnapshotRefused {
         path: paths.db().to_owned(),
@@ -344,38 +634,4 @@ fn read_only_version(path: &Utf8Path, ladder: &Ladder) -> Option<u32> {
     let config = config().ok()?.access_mode(AccessMode::ReadOnly).ok()?;
     let conn = Connection::open_with_flags(path, config).ok()?;
     version(ladder, &conn)
-}
-
-/// Decide, before connecting, whether a missing database file may be
-/// created. It may not when anything shows that one existed: a snapshot, an
-/// intent marker, a write-ahead log or a quarantine set. Creating an empty
-/// database there would bring the service up without its data, and the
-/// next migration would replace the snapshot with a copy of that emptiness.
-pub(crate) fn refuse_if_vanished(paths: &Paths, report: &OpenReport) -> Result<()> {
-    // A recovery marker explains a missing database: the recovery that set
-    // it aside was killed, and this open finishes it.
-    if report.recovery_resumed.is_some() || fs_err::symlink_metadata(paths.db()).is_ok() {
-        return Ok(());
-    }
-    let mut evidence: Vec<String> = [paths.snapshot(), paths.previous_snapshot(), paths.wal()]
-        .into_iter()
-        .filter(|p| fs_err::symlink_metadata(p).is_ok())
-        .map(|p| p.to_string())
-        .collect();
-    if report.marker_found {
-        evidence.push(paths.marker().to_string());
-    }
-    let sets = sysdb_snapshot::list(paths.files()).map_err(|source| Error::Move {
-        doing: "listing the quarantine sets of",
-        path: paths.db().to_owned(),
-        source,
-    })?;
-    evidence.extend(sets.iter().map(|s| format!("quarantine set {}", s.id)));
-    if evidence.is_empty() {
-        return Ok(());
-    }
-    Err(Error::Vanished {
-        path: paths.db().to_owned(),
-        evidence,
-    })
 }

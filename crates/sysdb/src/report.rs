@@ -114,6 +114,13 @@ impl From<&sysdb_snapshot::Moved> for MovedFile {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RestoreSource {
+    /// The database with its whole write-ahead log, replayed on a copy
+    /// through ATTACH from an in-memory DuckDB: nothing is lost.
+    Replayed,
+    /// The database with the longest prefix of its log that replays, cut
+    /// at a commit: the first commit that does not replay, and those after
+    /// it, are lost (and kept in quarantine).
+    Salvaged,
     /// The quarantined database file, at its last checkpoint: nothing that
     /// was checkpointed is lost.
     DatabaseAtLastCheckpoint,
@@ -133,6 +140,45 @@ pub struct Restored {
     pub version: Option<u32>,
     /// For the snapshot, its age in seconds.
     pub snapshot_age_secs: Option<u64>,
+    /// What of the write-ahead log the restored database keeps, where a
+    /// recovery replayed it on copies.
+    pub log: Option<LogKept>,
+}
+
+/// What of a write-ahead log a recovery kept, and what it set aside.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LogKept {
+    /// The complete commits in the log; `None` when its framing could not
+    /// be read.
+    pub commits: Option<u64>,
+    /// The commits the restored database holds.
+    pub commits_kept: Option<u64>,
+    /// The log's size.
+    pub bytes: u64,
+    /// Its bytes the restored database holds (after the header).
+    pub bytes_kept: u64,
+    /// Replays of copies tried.
+    pub replays: u32,
+    /// The first commit that did not replay, if one did not.
+    pub first_failed: Option<FailedCommit>,
+}
+
+impl LogKept {
+    /// Commits set aside: in the log, not in the restored database.
+    pub fn commits_lost(&self) -> Option<u64> {
+        Some(self.commits?.saturating_sub(self.commits_kept?))
+    }
+}
+
+/// The first commit of a log that did not replay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FailedCommit {
+    /// Its number, from 1, when the log's framing was read.
+    pub commit: Option<u64>,
+    /// The byte of the log where it (or its damaged entry) starts.
+    pub at: u64,
+    /// DuckDB's error.
+    pub error: String,
 }
 
 /// A migration run.
@@ -251,6 +297,14 @@ impl fmt::Display for OpenReport {
                 format!("schema version {v}")
             });
             match r.source {
+                RestoreSource::Replayed => writeln!(
+                    f,
+                    "restored: the database with its whole write-ahead log, replayed on a copy ({version})"
+                )?,
+                RestoreSource::Salvaged => writeln!(
+                    f,
+                    "restored: the database with the part of its write-ahead log that replays, replayed on a copy ({version})"
+                )?,
                 RestoreSource::DatabaseAtLastCheckpoint => writeln!(
                     f,
                     "restored: the database file at its last checkpoint, {} ({version})",
@@ -262,6 +316,33 @@ impl fmt::Display for OpenReport {
                     r.from,
                     r.snapshot_age_secs.unwrap_or(0)
                 )?,
+            }
+            if let Some(log) = &r.log {
+                let count = |n: Option<u64>| n.map_or("?".to_owned(), |n| n.to_string());
+                writeln!(
+                    f,
+                    "write-ahead log kept: {} of {} commits ({} of {} bytes), {} replays of copies",
+                    count(log.commits_kept),
+                    count(log.commits),
+                    log.bytes_kept,
+                    log.bytes,
+                    log.replays
+                )?;
+                if let Some(lost) = log.commits_lost().filter(|n| *n > 0) {
+                    writeln!(
+                        f,
+                        "write-ahead log lost: {lost} commits, kept in quarantine"
+                    )?;
+                }
+                if let Some(failed) = &log.first_failed {
+                    writeln!(
+                        f,
+                        "first commit that does not replay: {} at byte {}: {}",
+                        count(failed.commit),
+                        failed.at,
+                        failed.error
+                    )?;
+                }
             }
         }
         match (&self.marker, self.marker_found) {

@@ -8,6 +8,7 @@ use sysdb_schema::{ApplyOptions, Ladder};
 use sysdb_snapshot::{forget_previous, keep_previous, remove_durably, take, ClosedDb};
 
 use crate::marker::{sha256_file, Marker};
+use crate::plan::Found;
 use crate::report::{Migration, StepRun};
 use crate::{Connector, Error, ErrorClass, OpenOptions, OpenReport, Paths, Result};
 
@@ -17,6 +18,7 @@ pub(crate) fn ensure_schema(
     ladder: &Ladder,
     options: &OpenOptions,
     connector: &dyn Connector,
+    found: &Found,
     report: &mut OpenReport,
 ) -> Result<Connection> {
     let schema_error = |source| Error::Schema {
@@ -32,7 +34,7 @@ pub(crate) fn ensure_schema(
     let plan = ladder.plan(&conn, &apply_options).map_err(schema_error)?;
     report.phase("plan", phase);
     if plan.is_empty() {
-        if report.marker_found {
+        if found.window_open() {
             // A window that finished but was killed before removing its
             // marker: the ladder is at its top, the marker is stale.
             finish_window(paths)?;
@@ -48,8 +50,8 @@ pub(crate) fn ensure_schema(
     // window was open: both files stay as they are, since which of them is
     // damaged cannot be told.
     let kept = match fs_err::metadata(paths.snapshot()) {
-        Ok(meta) if report.marker_found => {
-            let confirmed = match &report.marker {
+        Ok(meta) if found.window_open() => {
+            let confirmed = match found.marker() {
                 Some(m) => m.names_snapshot(&paths.snapshot())?,
                 None => false,
             };

@@ -1,0 +1,477 @@
+//! What an open does, decided from what it found: [`observe`] reads the
+//! folder into a [`Found`]; the functions here decide from that value (and
+//! from the errors connects return) with no I/O of their own; recover.rs
+//! and window.rs carry the decisions out.
+
+use camino::Utf8Path;
+use sysdb_errclass::ErrorClass;
+
+use crate::marker::{Marker, Recovering};
+use crate::{Error, Paths, Result};
+
+/// The intent marker as the open found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum MarkerSeen {
+    /// No migration window was open.
+    Absent,
+    /// A window was open, but its marker does not read.
+    Unreadable,
+    /// A window was open.
+    Read(Marker),
+}
+
+/// What an open found on disk before it connected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Found {
+    /// The database file exists.
+    pub db: bool,
+    /// A write-ahead log (or a checkpoint's sidecar) waits to be replayed.
+    pub wal: bool,
+    /// The pre-migrate snapshot exists.
+    pub snapshot: bool,
+    /// The intent marker.
+    pub marker: MarkerSeen,
+    /// The recovery marker: a recovery was killed before it finished.
+    pub recovering: Option<Recovering>,
+    /// Files that show a database existed here: the snapshots, the log,
+    /// the intent marker, the quarantine sets.
+    pub evidence: Vec<String>,
+}
+
+impl Found {
+    /// A migration window was open (its marker exists, readable or not).
+    pub fn window_open(&self) -> bool {
+        self.marker != MarkerSeen::Absent
+    }
+
+    /// The intent marker, if it reads.
+    pub fn marker(&self) -> Option<&Marker> {
+        match &self.marker {
+            MarkerSeen::Read(m) => Some(m),
+            _ => None,
+        }
+    }
+}
+
+/// Read the folder into a [`Found`].
+pub(crate) fn observe(paths: &Paths) -> Result<Found> {
+    let exists = |p: &Utf8Path| fs_err::symlink_metadata(p).is_ok();
+    let marker = match Marker::read(&paths.marker()) {
+        Ok(Some(m)) => MarkerSeen::Read(m),
+        Ok(None) if exists(&paths.marker()) => MarkerSeen::Unreadable,
+        Ok(None) => MarkerSeen::Absent,
+        Err(e) => {
+            tracing::warn!(error = %e, "the intent marker cannot be read");
+            MarkerSeen::Unreadable
+        }
+    };
+    let recovering = match Recovering::read(&paths.recovering()) {
+        Ok(marker) => marker,
+        // Written atomically, so only outside damage makes it unreadable;
+        // it still says a recovery was in flight.
+        Err(e) => Some(Recovering {
+            class: "unknown".to_owned(),
+            error: e.to_string(),
+            started_at: "unknown".to_owned(),
+            pid: 0,
+            replayed: None,
+        }),
+    };
+    let mut evidence: Vec<String> = [paths.snapshot(), paths.previous_snapshot(), paths.wal()]
+        .into_iter()
+        .filter(|p| exists(p))
+        .map(|p| p.to_string())
+        .collect();
+    if marker != MarkerSeen::Absent {
+        evidence.push(paths.marker().to_string());
+    }
+    let sets = sysdb_snapshot::list(paths.files()).map_err(|source| Error::Move {
+        doing: "listing the quarantine sets of",
+        path: paths.db().to_owned(),
+        source,
+    })?;
+    evidence.extend(sets.iter().map(|s| format!("quarantine set {}", s.id)));
+    let wal = sysdb_snapshot::SIDECAR_SUFFIXES
+        .iter()
+        .any(|suffix| fs_err::metadata(paths.files().sibling(suffix)).is_ok_and(|m| m.len() > 0));
+    Ok(Found {
+        db: exists(paths.db()),
+        wal,
+        snapshot: exists(&paths.snapshot()),
+        marker,
+        recovering,
+        evidence,
+    })
+}
+
+/// How an open begins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Start {
+    /// Connect to the database (creating it if there is none and nothing
+    /// shows one existed).
+    Connect,
+    /// A recovery was killed after it set the database aside: finish it
+    /// without connecting first.
+    FinishRecovery,
+    /// The database is missing where files show one existed: refuse, as
+    /// creating an empty one would bring the service up without its data.
+    Vanished(Vec<String>),
+}
+
+/// Decide how an open begins.
+pub(crate) fn start(found: &Found) -> Start {
+    match (found.db, found.recovering.is_some()) {
+        (true, _) => Start::Connect,
+        (false, true) => Start::FinishRecovery,
+        (false, false) if found.evidence.is_empty() => Start::Connect,
+        (false, false) => Start::Vanished(found.evidence.clone()),
+    }
+}
+
+/// What a failed first connect leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OnFailure {
+    /// Return the error; touch nothing.
+    Refuse,
+    /// Recover, trying the sources in order (see [`Source`]).
+    Recover(&'static [Source]),
+}
+
+/// A source a recovery may bring the database back from, in the order they
+/// are tried: each loses no more than the next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// The whole log, replayed through ATTACH on a copy: loses nothing.
+    Replay,
+    /// The longest prefix of the log that replays, cut at a commit: loses
+    /// the commit that fails and those after it.
+    Salvage,
+    /// The database file at its last checkpoint: loses the whole log.
+    LastCheckpoint,
+    /// The pre-migrate snapshot, only if the database file does not read.
+    Snapshot,
+}
+
+const WITH_LOG: &[Source] = &[
+    Source::Replay,
+    Source::Salvage,
+    Source::LastCheckpoint,
+    Source::Snapshot,
+];
+const WITHOUT_LOG: &[Source] = &[Source::LastCheckpoint, Source::Snapshot];
+const SNAPSHOT_ONLY: &[Source] = &[Source::Snapshot];
+
+/// Decide what the first connect's failure of class `class` leads to.
+///
+/// Only a failure to replay the log starts a recovery, and only where a
+/// pre-migrate snapshot exists (sysdb recovers the databases it migrates);
+/// a failure of the environment (memory, disk, permissions) never does. A
+/// recovery that was killed after it restored a copy which does not read
+/// goes on to the snapshot, as that recovery would have.
+pub(crate) fn on_failure(found: &Found, class: ErrorClass) -> OnFailure {
+    if found.recovering.is_some() && file_unreadable(class) {
+        return OnFailure::Recover(SNAPSHOT_ONLY);
+    }
+    if !class.is_wal_replay() || !found.snapshot {
+        return OnFailure::Refuse;
+    }
+    OnFailure::Recover(if found.wal { WITH_LOG } else { WITHOUT_LOG })
+}
+
+/// A failure to open that means the file itself cannot be used, so a
+/// restore may fall back to the snapshot. A lock, a permission or a full
+/// disk says nothing about the file and stops the recovery instead; a file
+/// from a newer DuckDB is readable by that DuckDB and must not be replaced.
+pub(crate) fn file_unreadable(class: ErrorClass) -> bool {
+    matches!(
+        class,
+        ErrorClass::NotADatabase
+            | ErrorClass::CorruptDatabase
+            | ErrorClass::Truncated
+            | ErrorClass::UnsupportedStorage
+    )
+}
+
+/// What the failure of one replay of a copy means for the search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReplayFailed {
+    /// The log (or this prefix of it) does not replay: try less of it.
+    Log,
+    /// The environment failed (memory, disk, permissions): stop the
+    /// recovery before any file is moved, and refuse with this class.
+    Environment,
+}
+
+/// Decide what a failed replay of a copy means, from its class.
+pub(crate) fn replay_failed(class: ErrorClass) -> ReplayFailed {
+    if class.is_environment() {
+        ReplayFailed::Environment
+    } else {
+        ReplayFailed::Log
+    }
+}
+
+/// The search for the longest prefix of a log that replays, over its
+/// commit boundaries: `good` commits are known to replay, `bad` are known
+/// not to, and the answer lies between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Search {
+    good: usize,
+    bad: usize,
+    /// The first prefix to try, before bisecting.
+    hint: Option<usize>,
+}
+
+impl Search {
+    /// A search over a log of `commits` complete commits. `whole_failed`:
+    /// replaying all of them is already known to fail (the whole log
+    /// failed, and nothing but uncommitted entries follows them); when it
+    /// is not (a damaged entry after the last commit), all of them are
+    /// tried first. The empty prefix, the database at its last checkpoint,
+    /// is taken to replay.
+    pub fn new(commits: usize, whole_failed: bool) -> Self {
+        if whole_failed {
+            Self {
+                good: 0,
+                bad: commits,
+                hint: None,
+            }
+        } else {
+            Self {
+                good: 0,
+                bad: commits + 1,
+                hint: Some(commits),
+            }
+        }
+    }
+
+    /// The next prefix (a number of commits) to try, or `None` when the
+    /// search is done.
+    pub fn next(&self) -> Option<usize> {
+        if self.bad - self.good <= 1 {
+            return None;
+        }
+        Some(match self.hint {
+            Some(h) if h > self.good && h < self.bad => h,
+            _ => self.good + (self.bad - self.good) / 2,
+        })
+    }
+
+    /// What replaying `commits` gave.
+    pub fn record(&mut self, commits: usize, replays: bool) {
+        self.hint = None;
+        if replays {
+            self.good = self.good.max(commits);
+        } else {
+            self.bad = self.bad.min(commits);
+        }
+    }
+
+    /// The longest prefix known to replay.
+    pub fn found(&self) -> usize {
+        self.good
+    }
+}
+
+/// The most replays a search over `commits` commits may take:
+/// ⌈log2(commits)⌉, plus one for a damaged entry after the last commit.
+#[cfg(test)]
+pub(crate) fn replay_budget(commits: usize) -> u32 {
+    commits.max(1).next_power_of_two().trailing_zeros() + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sysdb_errclass::WalReplayCause;
+
+    fn found() -> Found {
+        Found {
+            db: true,
+            wal: true,
+            snapshot: true,
+            marker: MarkerSeen::Absent,
+            recovering: None,
+            evidence: vec![],
+        }
+    }
+
+    fn recovering() -> Option<Recovering> {
+        Some(Recovering {
+            class: "wal-replay".to_owned(),
+            error: "Failure while replaying WAL file".to_owned(),
+            started_at: "2026-12-01T12:00:00Z".to_owned(),
+            pid: 7,
+            replayed: None,
+        })
+    }
+
+    #[test]
+    fn how_an_open_begins() {
+        let cases = [
+            ("database present", found(), Start::Connect),
+            (
+                "nothing at all",
+                Found {
+                    db: false,
+                    wal: false,
+                    snapshot: false,
+                    ..found()
+                },
+                Start::Connect,
+            ),
+            (
+                "only a snapshot",
+                Found {
+                    db: false,
+                    evidence: vec!["s.pre-migrate".to_owned()],
+                    ..found()
+                },
+                Start::Vanished(vec!["s.pre-migrate".to_owned()]),
+            ),
+            (
+                "a recovery killed after setting the database aside",
+                Found {
+                    db: false,
+                    recovering: recovering(),
+                    evidence: vec!["quarantine set 1".to_owned()],
+                    ..found()
+                },
+                Start::FinishRecovery,
+            ),
+            (
+                "a recovery marker beside the database",
+                Found {
+                    recovering: recovering(),
+                    ..found()
+                },
+                Start::Connect,
+            ),
+        ];
+        for (name, found, want) in cases {
+            assert_eq!(start(&found), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn what_a_failure_leads_to() {
+        let ddl = ErrorClass::WalReplay {
+            cause: WalReplayCause::Ddl,
+        };
+        let cases = [
+            (
+                "a replay failure",
+                found(),
+                ddl,
+                OnFailure::Recover(WITH_LOG),
+            ),
+            (
+                "a replay failure without a log on disk (a connector's)",
+                Found {
+                    wal: false,
+                    ..found()
+                },
+                ddl,
+                OnFailure::Recover(WITHOUT_LOG),
+            ),
+            (
+                "no snapshot",
+                Found {
+                    snapshot: false,
+                    ..found()
+                },
+                ddl,
+                OnFailure::Refuse,
+            ),
+            (
+                "out of memory",
+                found(),
+                ErrorClass::OutOfMemory,
+                OnFailure::Refuse,
+            ),
+            (
+                "disk full",
+                found(),
+                ErrorClass::DiskFull,
+                OnFailure::Refuse,
+            ),
+            (
+                "locked",
+                found(),
+                ErrorClass::Locked { pid: None },
+                OnFailure::Refuse,
+            ),
+            (
+                "corrupt, nothing in flight",
+                found(),
+                ErrorClass::CorruptDatabase,
+                OnFailure::Refuse,
+            ),
+            (
+                "the copy a killed recovery restored does not read",
+                Found {
+                    recovering: recovering(),
+                    ..found()
+                },
+                ErrorClass::CorruptDatabase,
+                OnFailure::Recover(SNAPSHOT_ONLY),
+            ),
+        ];
+        for (name, found, class, want) in cases {
+            assert_eq!(on_failure(&found, class), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn environment_failures_stop_a_replay_search() {
+        for class in [
+            ErrorClass::OutOfMemory,
+            ErrorClass::DiskFull,
+            ErrorClass::PermissionDenied,
+            ErrorClass::Io,
+        ] {
+            assert_eq!(replay_failed(class), ReplayFailed::Environment, "{class}");
+        }
+        for class in [
+            ErrorClass::WalReplay {
+                cause: WalReplayCause::Ddl,
+            },
+            ErrorClass::CorruptDatabase,
+            ErrorClass::Unknown,
+        ] {
+            assert_eq!(replay_failed(class), ReplayFailed::Log, "{class}");
+        }
+    }
+
+    /// Run a search against a log whose first `replayable` commits replay.
+    fn search(commits: usize, whole_failed: bool, replayable: usize) -> (usize, u32) {
+        let mut s = Search::new(commits, whole_failed);
+        let mut replays = 0;
+        while let Some(k) = s.next() {
+            replays += 1;
+            s.record(k, k <= replayable);
+        }
+        (s.found(), replays)
+    }
+
+    #[test]
+    fn the_search_finds_the_longest_prefix_within_its_budget() {
+        for commits in 0..70 {
+            for replayable in 0..=commits {
+                // The whole log failed: the answer is below `commits`.
+                if replayable < commits {
+                    let (got, replays) = search(commits, true, replayable);
+                    assert_eq!(got, replayable, "{commits} commits, {replayable} replay");
+                    assert!(replays < replay_budget(commits), "{commits}: {replays}");
+                }
+                // A damaged entry after the last commit.
+                let (got, replays) = search(commits, false, replayable);
+                assert_eq!(got, replayable, "{commits} commits, damaged tail");
+                assert!(replays <= replay_budget(commits), "{commits}: {replays}");
+                if replayable == commits {
+                    assert!(replays <= 1, "the damaged tail's hint costs one replay");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,307 @@
+//! Replaying a write-ahead log the way a plain open cannot: from an
+//! in-memory DuckDB that has its built-in extensions loaded, which ATTACHes
+//! a copy of the database.
+//!
+//! A plain open replays the log before DuckDB loads its built-in
+//! extensions, and replaying an ALTER re-binds the table's CHECK
+//! constraints, generated columns and `USING` casts: one that calls a
+//! function of `core_functions` (`trim`, `now`, `levenshtein`) fails there
+//! and replays through ATTACH. Every replay here runs on files in a
+//! scratch folder, never on the database's own.
+
+use std::io::{self, Read};
+
+use camino::{Utf8Path, Utf8PathBuf};
+use sysdb_errclass::{classify_error, ErrorClass, WalReplayCause};
+
+use crate::{Connector, Paths, Probe, ProbeOutcome};
+
+/// The alias the replayed database is attached under.
+const ALIAS: &str = "sysdb_replayed";
+
+/// Replay the log beside `db` from an in-memory DuckDB. Read-only, DuckDB
+/// replays it in memory and writes nothing; read-write, the replay is
+/// checkpointed into `db` and the log removed, so that `db` then holds
+/// every replayed commit by itself.
+pub(crate) fn replay_attached(
+    connector: &dyn Connector,
+    db: &Utf8Path,
+    read_only: bool,
+) -> duckdb::Result<()> {
+    let conn = connector.connect_in_memory()?;
+    let mode = if read_only { " (READ_ONLY)" } else { "" };
+    conn.execute_batch(&format!(
+        "ATTACH {} AS {ALIAS}{mode}",
+        sql_string(db.as_str())
+    ))?;
+    if !read_only {
+        conn.execute_batch(&format!("CHECKPOINT {ALIAS}"))?;
+    }
+    conn.execute_batch(&format!("DETACH {ALIAS}"))?;
+    conn.close().map_err(|(_, e)| e)
+}
+
+/// `text` as an SQL string literal.
+fn sql_string(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// A DuckDB error carrying `text`.
+pub(crate) fn duck_error(text: &str) -> duckdb::Error {
+    duckdb::Error::DuckDBFailure(
+        duckdb::ffi::Error::new(duckdb::ffi::DuckDBError),
+        Some(text.to_owned()),
+    )
+}
+
+/// The scratch folder beside the database, `<db>.replay/`: copies to
+/// replay, nothing else. What is in it is derived from the database's
+/// files, so it is removed when a recovery ends and when the next one
+/// starts.
+pub(crate) struct Scratch {
+    dir: Utf8PathBuf,
+    name: String,
+}
+
+impl Scratch {
+    /// The scratch folder of `paths`, as a name only.
+    pub fn at(paths: &Paths) -> Self {
+        Self {
+            dir: Utf8PathBuf::from(format!("{}.replay", paths.db())),
+            name: paths.files().name().to_owned(),
+        }
+    }
+
+    /// The scratch folder, emptied of what an earlier recovery left.
+    pub fn new(paths: &Paths) -> io::Result<Self> {
+        let scratch = Self::at(paths);
+        scratch.remove();
+        fs_err::create_dir(&scratch.dir)?;
+        Ok(scratch)
+    }
+
+    /// A fresh subfolder `sub`, and the database's name in it.
+    fn fresh(&self, sub: &str) -> io::Result<Utf8PathBuf> {
+        let dir = self.dir.join(sub);
+        if fs_err::symlink_metadata(&dir).is_ok() {
+            fs_err::remove_dir_all(&dir)?;
+        }
+        fs_err::create_dir(&dir)?;
+        Ok(dir.join(&self.name))
+    }
+
+    /// Remove the folder, if it is there. Best effort: what is left is
+    /// removed by the next recovery.
+    pub fn remove(&self) {
+        if fs_err::symlink_metadata(&self.dir).is_ok() {
+            if let Err(e) = fs_err::remove_dir_all(&self.dir) {
+                tracing::warn!(error = %e, "the scratch folder of a replay could not be removed");
+            }
+        }
+    }
+}
+
+/// What one replay of a copy gave.
+#[derive(Debug)]
+pub(crate) enum Attempt {
+    /// It replayed; for a copy built to restore, the database that now
+    /// holds the replayed commits by itself.
+    Replayed(Utf8PathBuf),
+    /// It did not.
+    Failed {
+        /// The failure's class.
+        class: ErrorClass,
+        /// DuckDB's error (or the probe child's end).
+        error: duckdb::Error,
+    },
+}
+
+/// Where the replays of copies run.
+pub(crate) enum Replayer<'a> {
+    /// In this process, through ATTACH from an in-memory DuckDB.
+    InProcess(&'a dyn Connector),
+    /// In the probe's child, a plain open of the copy: the plain open
+    /// kills the process that tries it, and so may a replay of a copy.
+    Child(&'a Probe),
+}
+
+impl Replayer<'_> {
+    /// Replay the database with its log cut at `cut` bytes, writing
+    /// nothing of the database's own (in this process read-only, on a hard
+    /// link of the database; in the child on a copy).
+    pub fn try_prefix(&self, paths: &Paths, scratch: &Scratch, cut: u64) -> io::Result<Attempt> {
+        let db = scratch.fresh("try")?;
+        match self {
+            Replayer::InProcess(_) => {
+                if fs_err::hard_link(paths.db(), &db).is_err() {
+                    fs_err::copy(paths.db(), &db)?;
+                }
+            }
+            Replayer::Child(_) => {
+                fs_err::copy(paths.db(), &db)?;
+            }
+        }
+        write_prefix(&paths.wal(), &sibling(&db, ".wal"), cut)?;
+        self.replay(&db, true)
+    }
+
+    /// Build, on a copy, the database the log (cut at `cut` bytes, or
+    /// whole with every sidecar) replays to, checkpointed so that the copy
+    /// holds every replayed commit without a log.
+    pub fn build(&self, paths: &Paths, scratch: &Scratch, cut: Option<u64>) -> io::Result<Attempt> {
+        let db = scratch.fresh("build")?;
+        fs_err::copy(paths.db(), &db)?;
+        match cut {
+            Some(cut) => write_prefix(&paths.wal(), &sibling(&db, ".wal"), cut)?,
+            None => {
+                for suffix in sysdb_snapshot::SIDECAR_SUFFIXES {
+                    let from = paths.files().sibling(suffix);
+                    if fs_err::metadata(&from).is_ok() {
+                        fs_err::copy(&from, sibling(&db, suffix))?;
+                    }
+                }
+            }
+        }
+        let attempt = self.replay(&db, false)?;
+        if let Attempt::Replayed(_) = attempt {
+            let left: Vec<&str> = sysdb_snapshot::SIDECAR_SUFFIXES
+                .into_iter()
+                .filter(|s| fs_err::metadata(sibling(&db, s)).is_ok_and(|m| m.len() > 0))
+                .collect();
+            if !left.is_empty() {
+                return Ok(Attempt::Failed {
+                    class: ErrorClass::Unknown,
+                    error: duck_error(&format!(
+                        "the replayed copy {db} still has a write-ahead log ({}) after its checkpoint",
+                        left.join(", ")
+                    )),
+                });
+            }
+            fs_err::File::open(&db)?.sync_all()?;
+        }
+        Ok(attempt)
+    }
+
+    fn replay(&self, db: &Utf8Path, read_only: bool) -> io::Result<Attempt> {
+        match self {
+            Replayer::InProcess(connector) => {
+                Ok(match replay_attached(*connector, db, read_only) {
+                    Ok(()) => Attempt::Replayed(db.to_owned()),
+                    Err(error) => Attempt::Failed {
+                        class: classify_error(&error),
+                        error,
+                    },
+                })
+            }
+            Replayer::Child(probe) => {
+                let outcome = crate::probe::run(probe, db).map_err(io::Error::other)?;
+                Ok(match outcome {
+                    ProbeOutcome::Exited { code: 0 } => Attempt::Replayed(db.to_owned()),
+                    ProbeOutcome::Exited { code } => Attempt::Failed {
+                        class: ErrorClass::WalReplay {
+                            cause: WalReplayCause::Other,
+                        },
+                        error: duck_error(&format!(
+                            "the probe child opening the copy {db} exited with code {code}"
+                        )),
+                    },
+                    ProbeOutcome::Killed { signal } => Attempt::Failed {
+                        class: ErrorClass::WalReplay {
+                            cause: WalReplayCause::ProcessAborted,
+                        },
+                        error: duck_error(&format!(
+                            "the probe child opening the copy {db} was killed by signal {signal}"
+                        )),
+                    },
+                })
+            }
+        }
+    }
+}
+
+/// `db` with `suffix` appended.
+fn sibling(db: &Utf8Path, suffix: &str) -> Utf8PathBuf {
+    Utf8PathBuf::from(format!("{db}{suffix}"))
+}
+
+/// Write the first `cut` bytes of the log `from` to `to`.
+fn write_prefix(from: &Utf8Path, to: &Utf8Path, cut: u64) -> io::Result<()> {
+    let source = fs_err::File::open(from)?;
+    let mut out = fs_err::File::create(to)?;
+    let copied = io::copy(&mut source.take(cut), &mut out)?;
+    if copied != cut {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("{from} is shorter than {cut} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::DuckDbConnector;
+    use duckdb::Connection;
+
+    #[test]
+    fn a_name_with_a_quote_is_quoted() {
+        assert_eq!(sql_string("/a/it's"), "'/a/it''s'");
+    }
+
+    fn crash(db: &Utf8Path, setup: &str, logged: &str) {
+        let conn = Connection::open(db).expect("open");
+        conn.execute_batch(setup).expect("setup");
+        conn.execute_batch("CHECKPOINT").expect("checkpoint");
+        conn.execute_batch(sysdb_scenarios::child::CHECKPOINTS_OFF)
+            .expect("checkpoints off");
+        conn.execute_batch(logged).expect("logged");
+        drop(conn);
+    }
+
+    /// A log DuckDB 2.0's plain open cannot replay (the ALTER re-binds a
+    /// CHECK that calls `trim`, before `core_functions` is loaded) replays
+    /// through ATTACH: read-only without changing a byte, read-write into a
+    /// database that needs no log.
+    #[test]
+    fn a_log_the_plain_open_cannot_replay_replays_through_attach() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Utf8PathBuf::try_from(dir.path().join("x.duckdb")).expect("utf8");
+        crash(
+            &db,
+            "CREATE TABLE t (id INT, note VARCHAR CHECK (trim(note) <> ''));",
+            "INSERT INTO t SELECT i, 'n' || i FROM range(400) r(i); ALTER TABLE t ADD COLUMN extra INT;",
+        );
+        let wal = sibling(&db, ".wal");
+        let layout = crate::wal::WalLayout::parse(&fs_err::read(&wal).expect("wal"))
+            .expect("DuckDB's log parses");
+        assert_eq!(layout.commits.len(), 2, "{layout:?}");
+        assert_eq!(layout.tail, crate::wal::Tail::Clean);
+
+        let before = (
+            fs_err::read(&db).expect("db"),
+            fs_err::read(&wal).expect("wal"),
+        );
+        let plain = DuckDbConnector.connect(&db).map(drop);
+        let class = plain.as_ref().err().map(classify_error);
+        assert!(class.is_some_and(|c| c.is_wal_replay()), "{plain:?}");
+        replay_attached(&DuckDbConnector, &db, true).expect("read-only replay");
+        let after = (
+            fs_err::read(&db).expect("db"),
+            fs_err::read(&wal).expect("wal"),
+        );
+        assert!(before == after, "a read-only replay changed the files");
+
+        replay_attached(&DuckDbConnector, &db, false).expect("replay");
+        assert!(fs_err::metadata(&wal).is_err(), "the log was checkpointed");
+        let conn = DuckDbConnector.connect(&db).expect("reopen");
+        let (n, cols): (i64, i64) = conn
+            .query_row(
+                "SELECT (SELECT count(*) FROM t), (SELECT count(*) FROM duckdb_columns() WHERE table_name = 't')",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .expect("count");
+        assert_eq!((n, cols), (400, 3));
+    }
+}
