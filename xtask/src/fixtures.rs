@@ -55,6 +55,21 @@ fn recovered(jobs: i64, quarantined: &[&str]) -> Expect {
         wal_at_open: true,
         quarantined: quarantined.iter().map(|s| (*s).to_owned()).collect(),
         duckdb_rewrites_wal: false,
+        rows: BTreeMap::new(),
+        commits_kept: None,
+        memory_limit: None,
+    }
+}
+
+/// Recovered from `source` (`replayed` or `salvaged`), keeping
+/// `commits_kept` commits of the log, `jobs` jobs and `rows` of other
+/// tables.
+fn replayed(source: &str, jobs: i64, commits_kept: u64, rows: &[(&str, i64)]) -> Expect {
+    Expect {
+        restored_from: Some(source.to_owned()),
+        rows: rows.iter().map(|(t, n)| ((*t).to_owned(), *n)).collect(),
+        commits_kept: Some(commits_kept),
+        ..recovered(jobs, &["", ".wal"])
     }
 }
 
@@ -68,6 +83,9 @@ fn opened(jobs: i64) -> Expect {
         wal_at_open: true,
         quarantined: Vec::new(),
         duckdb_rewrites_wal: false,
+        rows: BTreeMap::new(),
+        commits_kept: None,
+        memory_limit: None,
     }
 }
 
@@ -81,6 +99,9 @@ fn refused(class: &str, wal_at_open: bool) -> Expect {
         wal_at_open,
         quarantined: Vec::new(),
         duckdb_rewrites_wal: false,
+        rows: BTreeMap::new(),
+        commits_kept: None,
+        memory_limit: None,
     }
 }
 
@@ -280,7 +301,130 @@ fn scenarios() -> Vec<Scenario> {
                 Ok(notes)
             },
         },
+        Scenario {
+            name: "wal-rows-before-ddl",
+            how: "a v26 database with 2000 jobs, checkpointed; its pre-migrate snapshot; a child commits 500 more jobs in 10 transactions, then migration 27 (which DuckDB 2.0 cannot replay), with checkpoints off, and is killed",
+            plain_open: "wal-replay (ddl)",
+            expect: || replayed("salvaged", 2500, 10, &[]),
+            build: |f| {
+                base(f, 26, 2000)?;
+                snapshot(f)?;
+                let mut stages: Vec<String> =
+                    (0..10).map(|i| insert(2000 + i * 50, 2050 + i * 50)).collect();
+                stages.push(step(27)?);
+                crash(f.db(), Death::Kill, &stages)?;
+                Ok(Vec::new())
+            },
+        },
+        Scenario {
+            name: "wal-flip-last-of-20",
+            how: "a v27 database with 1000 jobs and its pre-migrate snapshot; a child commits 20 transactions of 50 jobs with checkpoints off and is killed; one byte in the middle of the last commit is flipped",
+            plain_open: "wal-replay (checksum-mismatch)",
+            expect: || replayed("salvaged", 1950, 19, &[]),
+            build: |f| {
+                migrated_27(f, 1000)?;
+                let stages: Vec<String> =
+                    (0..20).map(|i| insert(1000 + i * 50, 1050 + i * 50)).collect();
+                let sizes = crash(f.db(), Death::Kill, &stages)?;
+                let offset = (sizes[18] + sizes[19]) / 2;
+                flip(&f.wal(), offset)?;
+                Ok(vec![format!("flipped the byte at offset {offset} of the WAL")])
+            },
+        },
+        Scenario {
+            name: "check-trim-add-column",
+            how: "a v27 database with 1000 jobs, its pre-migrate snapshot and a table `notes` with CHECK (trim(note) <> ''), checkpointed; a child commits 400 notes, then ALTER TABLE notes ADD COLUMN, with checkpoints off, and is killed; DuckDB's plain open replays the ALTER before it loads core_functions",
+            plain_open: "wal-replay (other)",
+            expect: || replayed("replayed", 1000, 2, &[("notes", 400)]),
+            build: |f| {
+                with_table(f, "CREATE TABLE notes (id INTEGER, note VARCHAR CHECK (trim(note) <> ''));")?;
+                crash(f.db(), Death::Kill, &[
+                    "INSERT INTO notes SELECT i, 'note ' || i FROM range(400) r(i);".to_owned(),
+                    "ALTER TABLE notes ADD COLUMN extra INTEGER;".to_owned(),
+                ])?;
+                Ok(Vec::new())
+            },
+        },
+        Scenario {
+            name: "generated-rename-column",
+            how: "as check-trim-add-column, with a generated column `len AS (length(trim(note)))` and 300 notes, then ALTER TABLE notes RENAME COLUMN extra TO more",
+            plain_open: "wal-replay (other)",
+            expect: || replayed("replayed", 1000, 2, &[("notes", 300)]),
+            build: |f| {
+                with_table(f, "CREATE TABLE notes (id INTEGER, note VARCHAR, extra INTEGER, len INTEGER GENERATED ALWAYS AS (length(trim(note))));")?;
+                crash(f.db(), Death::Kill, &[
+                    "INSERT INTO notes (id, note) SELECT i, ' note ' || i FROM range(300) r(i);".to_owned(),
+                    "ALTER TABLE notes RENAME COLUMN extra TO more;".to_owned(),
+                ])?;
+                Ok(Vec::new())
+            },
+        },
+        Scenario {
+            name: "check-enum-add-column",
+            how: "a v27 database with 1000 jobs, its pre-migrate snapshot, an enum `mood` and a table `moods` with CHECK (m::mood IS NOT NULL), checkpointed; a child commits 200 rows, then ALTER TABLE moods ADD COLUMN, with checkpoints off, and is killed",
+            plain_open: "wal-replay (ddl)",
+            expect: || replayed("replayed", 1000, 2, &[("moods", 200)]),
+            build: |f| {
+                with_table(f, "CREATE TYPE mood AS ENUM ('ok', 'sad'); CREATE TABLE moods (id INTEGER, m VARCHAR CHECK (m::mood IS NOT NULL));")?;
+                crash(f.db(), Death::Kill, &[
+                    "INSERT INTO moods SELECT i, 'ok' FROM range(200) r(i);".to_owned(),
+                    "ALTER TABLE moods ADD COLUMN extra INTEGER;".to_owned(),
+                ])?;
+                Ok(Vec::new())
+            },
+        },
+        Scenario {
+            name: "default-enum-add-column",
+            how: "a v27 database with 1000 jobs, its pre-migrate snapshot, an enum `mood` and a table `moods`, checkpointed; a child commits 200 rows, then ALTER TABLE moods ADD COLUMN m mood DEFAULT 'ok'::mood, with checkpoints off, and is killed",
+            plain_open: "wal-replay (ddl)",
+            expect: || replayed("replayed", 1000, 2, &[("moods", 200)]),
+            build: |f| {
+                with_table(f, "CREATE TYPE mood AS ENUM ('ok', 'sad'); CREATE TABLE moods (id INTEGER);")?;
+                crash(f.db(), Death::Kill, &[
+                    "INSERT INTO moods SELECT i FROM range(200) r(i);".to_owned(),
+                    "ALTER TABLE moods ADD COLUMN m mood DEFAULT 'ok'::mood;".to_owned(),
+                ])?;
+                Ok(Vec::new())
+            },
+        },
+        Scenario {
+            name: "set-type-using-levenshtein",
+            how: "a v27 database with 1000 jobs, its pre-migrate snapshot and a table `words`, checkpointed; a child commits 250 words, then ALTER TABLE words ALTER COLUMN w SET TYPE INTEGER USING levenshtein(w, 'word'), with checkpoints off, and is killed",
+            plain_open: "wal-replay (other)",
+            expect: || replayed("replayed", 1000, 2, &[("words", 250)]),
+            build: |f| {
+                with_table(f, "CREATE TABLE words (id INTEGER, w VARCHAR);")?;
+                crash(f.db(), Death::Kill, &[
+                    "INSERT INTO words SELECT i, 'word' || i FROM range(250) r(i);".to_owned(),
+                    "ALTER TABLE words ALTER COLUMN w SET TYPE INTEGER USING levenshtein(w, 'word');".to_owned(),
+                ])?;
+                Ok(Vec::new())
+            },
+        },
+        Scenario {
+            name: "default-now-if-not-exists",
+            how: "a v27 database with 1000 jobs, its pre-migrate snapshot and a table `events`, checkpointed; a child commits 300 events, then ALTER TABLE events ADD COLUMN IF NOT EXISTS created TIMESTAMPTZ DEFAULT now(), with checkpoints off, and is killed",
+            plain_open: "wal-replay (other)",
+            expect: || replayed("replayed", 1000, 2, &[("events", 300)]),
+            build: |f| {
+                with_table(f, "CREATE TABLE events (id INTEGER);")?;
+                crash(f.db(), Death::Kill, &[
+                    "INSERT INTO events SELECT i FROM range(300) r(i);".to_owned(),
+                    "ALTER TABLE events ADD COLUMN IF NOT EXISTS created TIMESTAMPTZ DEFAULT now();".to_owned(),
+                ])?;
+                Ok(Vec::new())
+            },
+        },
     ]
+}
+
+/// v27 with 1000 jobs and its pre-migrate snapshot, then `sql` run and
+/// checkpointed.
+fn with_table(f: &DbFiles, sql: &str) -> Result<(), String> {
+    migrated_27(f, 1000)?;
+    let conn = connect(f.db())?;
+    exec(&conn, sql)?;
+    exec(&conn, "CHECKPOINT;")
 }
 
 // ---------------------------------------------------------------------------

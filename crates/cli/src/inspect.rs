@@ -281,6 +281,15 @@ struct Verdict {
     error: Option<String>,
 }
 
+/// `n thing` or `n things`.
+fn plural(n: u64, thing: &str) -> String {
+    if n == 1 {
+        format!("1 {thing}")
+    } else {
+        format!("{n} {thing}s")
+    }
+}
+
 /// `sysdb check`: run the whole open flow on a copy and say what happened.
 pub fn check(global: &Global) -> Result<u8, Error> {
     let paths = global.paths()?;
@@ -320,38 +329,30 @@ pub fn check(global: &Global) -> Result<u8, Error> {
                     log.and_then(|l| l.first_failed.as_ref())
                         .map_or(String::new(), |f| {
                             format!(
-                                "; the first that does not replay is commit {} at byte {}: {}",
+                                "; the first that does not replay is commit {}: {}",
                                 count(f.commit),
-                                f.at,
                                 real(&f.error)
                             )
                         });
                 match restored.source {
                     RestoreSource::Replayed => {
                         would.push(format!(
-                            "restore the database with its whole write-ahead log ({} commits), replayed on a copy through ATTACH",
-                            count(log.and_then(|l| l.commits))
+                            "restore the database with its whole write-ahead log ({}), replayed on a copy through ATTACH",
+                            log.and_then(|l| l.commits).map_or("every commit".to_owned(), |n| plural(n, "commit"))
                         ));
                     }
                     RestoreSource::Salvaged => {
-                        let log = log.cloned().unwrap_or_else(|| sysdb::LogKept {
-                            commits: None,
-                            commits_kept: None,
-                            bytes: 0,
-                            bytes_kept: 0,
-                            replays: 0,
-                            first_failed: None,
+                        let (kept, total, lost) = log.map_or((None, None, None), |l| {
+                            (l.commits_kept, l.commits, l.commits_lost())
                         });
                         would.push(format!(
-                            "restore the database with {} of the {} commits of its write-ahead log ({} of {}), replayed on a copy",
-                            count(log.commits_kept),
-                            count(log.commits),
-                            bytes(log.bytes_kept),
-                            bytes(log.bytes)
+                            "restore the database with {} of the {} commits of its write-ahead log, replayed on a copy",
+                            count(kept),
+                            count(total),
                         ));
                         would_lose = format!(
-                            "{} commits of the write-ahead log, which DuckDB cannot replay{first_failed}; the whole log stays in quarantine",
-                            count(log.commits_lost())
+                            "{} of the write-ahead log, which DuckDB cannot replay{first_failed}; the whole log stays in quarantine",
+                            lost.map_or("the last commits".to_owned(), |n| plural(n, "commit"))
                         );
                     }
                     RestoreSource::DatabaseAtLastCheckpoint => {
@@ -359,7 +360,7 @@ pub fn check(global: &Global) -> Result<u8, Error> {
                         would_lose = format!(
                             "the commits in the write-ahead log set aside ({}{}), which DuckDB cannot replay{first_failed}; they stay in quarantine",
                             bytes(report.wal_bytes_set_aside),
-                            log.and_then(|l| l.commits).map_or(String::new(), |n| format!(", {n} commits"))
+                            log.and_then(|l| l.commits).map_or(String::new(), |n| format!(", {}", plural(n, "commit")))
                         );
                     }
                     RestoreSource::Snapshot => {

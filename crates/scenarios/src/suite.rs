@@ -45,7 +45,8 @@ pub struct Expect {
     pub outcome: String,
     /// The class of the error the open meets, if any.
     pub class: Option<String>,
-    /// For `recovered`: `database-at-last-checkpoint` or `snapshot`.
+    /// For `recovered`: `replayed`, `salvaged`, `database-at-last-checkpoint`
+    /// or `snapshot`.
     pub restored_from: Option<String>,
     /// The schema version after the open.
     pub version: Option<u32>,
@@ -60,6 +61,17 @@ pub struct Expect {
     /// the middle of a checkpoint): the WAL set aside is not byte for byte
     /// the one the crash left.
     pub duckdb_rewrites_wal: bool,
+    /// The rows of other tables that must be there after the open.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rows: BTreeMap<String, i64>,
+    /// For `recovered` from a replay: the commits of the write-ahead log
+    /// the restored database keeps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commits_kept: Option<u64>,
+    /// DuckDB's `memory_limit` for the open (through its connector), where
+    /// the scenario is about memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_limit: Option<String>,
 }
 
 /// The calling package's folder, as cargo names it when it runs the
@@ -125,6 +137,8 @@ fn redact_value(value: &mut serde_json::Value) {
                     | "pid"
                     | "wal_at_open"
                     | "wal_bytes_set_aside"
+                    | "bytes_kept"
+                    | "at"
                         if !v.is_null() =>
                     {
                         *v = Value::from("[varies]");

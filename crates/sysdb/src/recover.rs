@@ -61,7 +61,10 @@ pub(crate) fn connect_or_recover(
                 .map(|r| paths.dir().join(r))
                 .filter(|r| fs_err::metadata(r).is_ok());
             let conn = match replayed {
-                Some(built) => recovery.restore_replayed(&built, None, report)?,
+                Some(built) => {
+                    let from = newest_quarantined_db(paths)?.unwrap_or_else(|| built.clone());
+                    recovery.restore_replayed(&built, &from, None, report)?
+                }
                 None => {
                     let newest = newest_quarantined_db(paths)?;
                     recovery.restore(newest.as_deref(), &wal_error, report)?
@@ -184,7 +187,12 @@ pub(crate) fn connect_or_recover(
         .map(|m| m.bytes)
         .sum();
     let conn = match &chosen.built {
-        Some(built) => recovery.restore_replayed(built, chosen.kept.clone(), report)?,
+        Some(built) => {
+            let from = set
+                .database()
+                .map_or_else(|| built.clone(), |m| m.to.clone());
+            recovery.restore_replayed(built, &from, chosen.kept.clone(), report)?
+        }
         None => {
             let db = set.database().map(|m| m.to.clone());
             let conn = recovery.restore(db.as_deref(), &wal_error, report)?;
@@ -309,13 +317,13 @@ impl Recovery<'_> {
                         }
                         Attempt::Failed { class, error } => {
                             if plan::replay_failed(class) == ReplayFailed::Environment {
-                                return Err(self.refused(class, error));
+                                return Err(self.refused(class, &error, scratch));
                             }
                             tracing::warn!(%error, "the whole write-ahead log does not replay through ATTACH either");
                             failed = Some(FailedCommit {
                                 commit: None,
                                 at: layout.as_ref().map_or(0, |l| l.header_end),
-                                error: error.to_string(),
+                                error: scratch.as_original(&error.to_string(), paths),
                             });
                         }
                     }
@@ -339,20 +347,25 @@ impl Recovery<'_> {
                             Attempt::Replayed(_) => search.record(commits, true),
                             Attempt::Failed { class, error } => {
                                 if plan::replay_failed(class) == ReplayFailed::Environment {
-                                    return Err(self.refused(class, error));
+                                    return Err(self.refused(class, &error, scratch));
                                 }
                                 tracing::debug!(commits, %error, "this prefix does not replay");
                                 search.record(commits, false);
                                 failed = Some(FailedCommit {
                                     commit: Some(commits as u64),
                                     at: layout.cut(commits - 1),
-                                    error: error.to_string(),
+                                    error: scratch.as_original(&error.to_string(), paths),
                                 });
                             }
                         }
                     }
                     let commits = search.found();
-                    if let Some(f) = &mut failed {
+                    if let Some(f) = failed
+                        .as_mut()
+                        .filter(|f| f.commit != Some(commits as u64 + 1))
+                    {
+                        // Its error came from a longer prefix (or the whole
+                        // log); the search showed where it starts.
                         f.commit = Some(commits as u64 + 1);
                         f.at = layout.cut(commits);
                     }
@@ -384,7 +397,7 @@ impl Recovery<'_> {
                         }
                         Attempt::Failed { class, error } => {
                             if plan::replay_failed(class) == ReplayFailed::Environment {
-                                return Err(self.refused(class, error));
+                                return Err(self.refused(class, &error, scratch));
                             }
                             tracing::warn!(%error, "the salvaged prefix replayed read-only but not on the copy");
                         }
@@ -408,12 +421,14 @@ impl Recovery<'_> {
 
     /// The refusal for a failure of the environment met while replaying a
     /// copy: nothing was moved.
-    fn refused(&self, class: ErrorClass, error: duckdb::Error) -> Error {
+    fn refused(&self, class: ErrorClass, error: &duckdb::Error, scratch: &Scratch) -> Error {
         tracing::error!(%error, %class, "a replay of a copy failed for the environment; refusing, nothing moved");
         Error::Open {
             path: self.paths.db().to_owned(),
             class,
-            source: Box::new(error),
+            source: Box::new(duck_error(
+                &scratch.as_original(&error.to_string(), self.paths),
+            )),
         }
     }
 
@@ -431,10 +446,12 @@ impl Recovery<'_> {
         Ok(set)
     }
 
-    /// Restore the database a replay built on a copy, and connect.
+    /// Restore the database a replay built on a copy of `from` (the
+    /// database set aside, with its log), and connect.
     fn restore_replayed(
         &self,
         built: &Utf8Path,
+        from: &Utf8Path,
         kept: Option<LogKept>,
         report: &mut OpenReport,
     ) -> Result<Connection> {
@@ -461,7 +478,7 @@ impl Recovery<'_> {
             } else {
                 RestoreSource::Replayed
             },
-            from: built.to_owned(),
+            from: from.to_owned(),
             version: version(self.ladder, &conn),
             snapshot_age_secs: None,
             log: kept,

@@ -35,7 +35,9 @@ pub(crate) fn replay_attached(
         sql_string(db.as_str())
     ))?;
     if !read_only {
-        conn.execute_batch(&format!("CHECKPOINT {ALIAS}"))?;
+        // FORCE: a log that replays nothing (a torn first entry) is removed
+        // too, which a CHECKPOINT with nothing to write would leave.
+        conn.execute_batch(&format!("FORCE CHECKPOINT {ALIAS}"))?;
     }
     conn.execute_batch(&format!("DETACH {ALIAS}"))?;
     conn.close().map_err(|(_, e)| e)
@@ -88,6 +90,22 @@ impl Scratch {
         }
         fs_err::create_dir(&dir)?;
         Ok(dir.join(&self.name))
+    }
+
+    /// `text` (DuckDB's error on a copy) naming the database's own files
+    /// instead of the copies.
+    /// The query DuckDB quotes after the message (the ATTACH, naming the
+    /// copy) is left out.
+    pub fn as_original(&self, text: &str, paths: &Paths) -> String {
+        let text = text
+            .split_once("\n\nLINE ")
+            .map_or(text, |(message, _)| message);
+        ["try", "build"].iter().fold(text.to_owned(), |text, sub| {
+            text.replace(
+                self.dir.join(sub).join(&self.name).as_str(),
+                paths.db().as_str(),
+            )
+        })
     }
 
     /// Remove the folder, if it is there. Best effort: what is left is

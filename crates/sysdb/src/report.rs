@@ -134,7 +134,8 @@ pub enum RestoreSource {
 pub struct Restored {
     /// Which copy.
     pub source: RestoreSource,
-    /// Its path.
+    /// Its path; for a replay, the database set aside whose copy (with its
+    /// log) was replayed.
     pub from: Utf8PathBuf,
     /// The schema version of what was restored, if it could be read.
     pub version: Option<u32>,
@@ -299,11 +300,13 @@ impl fmt::Display for OpenReport {
             match r.source {
                 RestoreSource::Replayed => writeln!(
                     f,
-                    "restored: the database with its whole write-ahead log, replayed on a copy ({version})"
+                    "restored: {} with its whole write-ahead log, replayed on a copy ({version})",
+                    r.from
                 )?,
                 RestoreSource::Salvaged => writeln!(
                     f,
-                    "restored: the database with the part of its write-ahead log that replays, replayed on a copy ({version})"
+                    "restored: {} with the part of its write-ahead log that replays, replayed on a copy ({version})",
+                    r.from
                 )?,
                 RestoreSource::DatabaseAtLastCheckpoint => writeln!(
                     f,

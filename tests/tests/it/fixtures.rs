@@ -101,7 +101,18 @@ fn run(scenario: &str) {
     let paths = copy_fixture(&manifest, Utf8Path::from_path(tmp.path()).expect("utf-8"));
     let state = paths.dir().to_owned();
     let before = folder_digest(&state);
-    let result = SystemDb::open(&paths, &ladder, &OpenOptions::default());
+    let memory_limit = expect.memory_limit.clone();
+    let connector = move |path: &Utf8Path| {
+        let mut config = sysdb::config()?;
+        if let Some(limit) = &memory_limit {
+            config = config
+                .with("memory_limit", limit)?
+                .with("temp_directory", "")?
+                .with("threads", "1")?;
+        }
+        Connection::open_with_flags(path, config)
+    };
+    let result = SystemDb::open_with(&paths, &ladder, &OpenOptions::default(), &connector);
 
     if expect.outcome == "refused" {
         let err = match result {
@@ -129,6 +140,21 @@ fn run(scenario: &str) {
     );
     assert_eq!(Some(seed_version(db.conn())), expect.version, "version");
     assert_eq!(Some(job_count(db.conn())), expect.jobs, "jobs");
+    for (table, rows) in &expect.rows {
+        let count: i64 = db
+            .conn()
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap_or_else(|e| panic!("{table}: {e}"));
+        assert_eq!(count, *rows, "rows of {table}");
+    }
+    let kept = report
+        .restored
+        .as_ref()
+        .and_then(|r| r.log.as_ref())
+        .and_then(|l| l.commits_kept);
+    if expect.commits_kept.is_some() {
+        assert_eq!(kept, expect.commits_kept, "commits of the log kept");
+    }
     drop(db);
     assert!(
         !state.join("system.duckdb.wal").exists(),
@@ -205,6 +231,14 @@ fixture_tests! {
     wal_replay_no_snapshot => "wal-replay-no-snapshot",
     stale_snapshot => "stale-snapshot",
     sidecars => "sidecars",
+    wal_rows_before_ddl => "wal-rows-before-ddl",
+    wal_flip_last_of_20 => "wal-flip-last-of-20",
+    check_trim_add_column => "check-trim-add-column",
+    generated_rename_column => "generated-rename-column",
+    check_enum_add_column => "check-enum-add-column",
+    default_enum_add_column => "default-enum-add-column",
+    set_type_using_levenshtein => "set-type-using-levenshtein",
+    default_now_if_not_exists => "default-now-if-not-exists",
 }
 
 #[test]

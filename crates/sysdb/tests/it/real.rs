@@ -563,3 +563,166 @@ fn a_replay_out_of_memory_is_refused_touching_nothing_and_replays_with_more_memo
     assert_eq!(updated, 1_000_000, "every committed update replayed");
     assert!(db.report().quarantined.is_empty(), "{:?}", db.report());
 }
+
+/// The file each original of the folder was set aside as, with the digest
+/// both must share: every original is in quarantine byte-identical.
+fn assert_set_aside_unchanged(
+    before: &std::collections::BTreeMap<String, String>,
+    after: &std::collections::BTreeMap<String, String>,
+    report: &sysdb::OpenReport,
+) {
+    assert!(!report.quarantined.is_empty(), "{report:?}");
+    for m in &report.quarantined {
+        let from = m.from.file_name().expect("a name");
+        let to = m.to.file_name().expect("a name");
+        assert_eq!(
+            before.get(from),
+            after.get(to),
+            "{from} set aside as {to} changed"
+        );
+    }
+}
+
+/// `stages` committed by a real process on the v26 database with 1000
+/// jobs and its snapshot, with checkpoints off; killed after the last.
+/// Returns the log's size after each commit.
+fn crash_after(paths: &Paths, stages: Vec<String>) -> Vec<u64> {
+    Crash::killed(paths.db(), stages)
+        .run(|args| test_child("child", &args))
+        .expect("a crash after its commits")
+}
+
+#[test]
+fn committed_rows_before_an_unreplayable_ddl_are_salvaged() {
+    let dir = StateDir::new();
+    let paths = dir.paths();
+    at_v26_with_snapshot(&paths, 1000);
+    let mut stages: Vec<String> = (0..10)
+        .map(|i| insert_jobs(1000 + i * 50, 1050 + i * 50))
+        .collect();
+    stages.push(sysdb_scenarios::ladders::UNREPLAYABLE_STEP.to_owned());
+    crash_after(&paths, stages);
+    let before = folder_digest(&dir.state());
+
+    let db = open(&paths).expect("recovered");
+    let report = db.report();
+    let restored = report.restored.as_ref().expect("restored");
+    assert_eq!(restored.source, RestoreSource::Salvaged, "{report}");
+    assert_eq!(restored.version, Some(26));
+    let log = restored.log.as_ref().expect("what the log kept");
+    assert_eq!(
+        (log.commits, log.commits_kept, log.commits_lost()),
+        (Some(11), Some(10), Some(1))
+    );
+    // ⌈log2(11)⌉ + 2: the whole log, the search, the copy restored.
+    assert!(log.replays <= 6, "{} replays", log.replays);
+    let failed = log.first_failed.as_ref().expect("the failing commit");
+    assert_eq!(failed.commit, Some(11));
+    assert!(failed.error.contains("job_state"), "{}", failed.error);
+    assert_eq!(
+        job_count(db.conn()),
+        1500,
+        "every committed row before the DDL"
+    );
+    assert_eq!(seed_version(db.conn()), i64::from(SCHEMA_VERSION));
+    assert_set_aside_unchanged(&before, &folder_digest(&dir.state()), report);
+    assert!(!paths.dir().join("system.duckdb.replay").exists());
+    assert!(!paths.recovering().exists());
+}
+
+#[test]
+fn a_flipped_byte_in_the_last_of_twenty_commits_loses_only_that_commit() {
+    let dir = StateDir::new();
+    let paths = dir.paths();
+    at_v26_with_snapshot(&paths, 1000);
+    let stages = (0..20)
+        .map(|i| insert_jobs(1000 + i * 50, 1050 + i * 50))
+        .collect();
+    let sizes = crash_after(&paths, stages);
+    // A byte in the middle of the last commit's rows: its checksum no
+    // longer matches, and DuckDB refuses the whole log.
+    let offset = (sizes[18] + sizes[19]) / 2;
+    sysdb_scenarios::damage::flip_byte(&paths.wal(), offset).expect("flip");
+    let plain = DuckDbConnector.connect(paths.db()).map(drop);
+    assert!(
+        plain
+            .as_ref()
+            .is_err_and(|e| classify_error(e).is_wal_replay()),
+        "{plain:?}"
+    );
+    let before = folder_digest(&dir.state());
+
+    let db = open(&paths).expect("recovered");
+    let report = db.report();
+    let restored = report.restored.as_ref().expect("restored");
+    assert_eq!(restored.source, RestoreSource::Salvaged, "{report}");
+    let log = restored.log.as_ref().expect("what the log kept");
+    assert_eq!(
+        (log.commits, log.commits_kept),
+        (Some(19), Some(19)),
+        "{report}"
+    );
+    assert!(log.replays <= 2, "{} replays", log.replays);
+    let failed = log.first_failed.as_ref().expect("the damaged commit");
+    assert_eq!(failed.commit, Some(20));
+    assert!(
+        failed.at > sizes[18] - 1 && failed.at <= offset,
+        "{failed:?}"
+    );
+    assert_eq!(job_count(db.conn()), 1950, "19 of 20 commits of 50 rows");
+    assert_set_aside_unchanged(&before, &folder_digest(&dir.state()), report);
+}
+
+#[test]
+fn a_check_calling_a_core_function_replays_through_attach_losing_nothing() {
+    let dir = StateDir::new();
+    let paths = dir.paths();
+    at_v26_with_snapshot(&paths, 1000);
+    {
+        let conn = DuckDbConnector.connect(paths.db()).expect("open");
+        conn.execute_batch(
+            "CREATE TABLE notes (id INTEGER, note VARCHAR CHECK (trim(note) <> '')); CHECKPOINT;",
+        )
+        .expect("a table with a CHECK");
+    }
+    crash_after(
+        &paths,
+        vec![
+            "INSERT INTO notes SELECT i, 'note ' || i FROM range(400) r(i);".to_owned(),
+            "ALTER TABLE notes ADD COLUMN extra INTEGER;".to_owned(),
+        ],
+    );
+    let plain = DuckDbConnector.connect(paths.db()).map(drop);
+    let message = plain
+        .as_ref()
+        .err()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    assert!(
+        message.contains("\"trim\" is not in the catalog"),
+        "{plain:?}"
+    );
+    let before = folder_digest(&dir.state());
+
+    let db = open(&paths).expect("recovered");
+    let report = db.report();
+    let restored = report.restored.as_ref().expect("restored");
+    assert_eq!(restored.source, RestoreSource::Replayed, "{report}");
+    let log = restored.log.as_ref().expect("what the log kept");
+    assert_eq!(
+        (log.commits, log.commits_kept, log.replays),
+        (Some(2), Some(2), 1)
+    );
+    assert_eq!(log.first_failed, None);
+    let (notes, extra): (i64, i64) = db
+        .conn()
+        .query_row(
+            "SELECT count(*), count(*) FILTER (WHERE extra IS NULL) FROM notes",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("the notes and their new column");
+    assert_eq!((notes, extra), (400, 400));
+    assert_eq!(job_count(db.conn()), 1000);
+    assert_set_aside_unchanged(&before, &folder_digest(&dir.state()), report);
+}
