@@ -415,6 +415,23 @@ fn scenarios() -> Vec<Scenario> {
                 Ok(Vec::new())
             },
         },
+        Scenario {
+            name: "wal-replay-out-of-memory",
+            how: "a v27 database with 30000 jobs and its pre-migrate snapshot; a child commits three UPDATEs of every job with checkpoints off and is killed; the open is given memory_limit = '1MB' (no temp directory, one thread), too little to replay that intact log",
+            plain_open: "opens",
+            expect: || Expect {
+                memory_limit: Some("1MB".to_owned()),
+                ..refused("out-of-memory", true)
+            },
+            build: |f| {
+                migrated_27(f, 30_000)?;
+                let updates: Vec<String> = (2..=4)
+                    .map(|c| format!("UPDATE jobs SET c{c} = id % 1000;"))
+                    .collect();
+                crash(f.db(), Death::Kill, &updates)?;
+                Ok(Vec::new())
+            },
+        },
     ]
 }
 

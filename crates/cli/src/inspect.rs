@@ -331,7 +331,7 @@ pub fn check(global: &Global) -> Result<u8, Error> {
                             format!(
                                 "; the first that does not replay is commit {}: {}",
                                 count(f.commit),
-                                real(&f.error)
+                                real(&f.error).replace('\n', " ")
                             )
                         });
                 match restored.source {
@@ -480,6 +480,20 @@ fn copy_state(paths: &Paths, scratch: &Utf8Path) -> Result<Paths, Error> {
     if resuming {
         fs_err::copy(paths.recovering(), copy.recovering())
             .map_err(Error::io("copying", &paths.recovering()))?;
+        // The database that recovery replayed on a copy, which it restores.
+        let replayed = Recovering::read(&paths.recovering())
+            .ok()
+            .flatten()
+            .and_then(|r| r.replayed);
+        if let Some(relative) = replayed {
+            let (from, to) = (paths.dir().join(&relative), scratch.join(&relative));
+            if from.exists() {
+                if let Some(dir) = to.parent() {
+                    fs_err::create_dir_all(dir).map_err(Error::io("creating", dir))?;
+                }
+                fs_err::copy(&from, &to).map_err(Error::io("copying", &from))?;
+            }
+        }
     }
     for (i, set) in sysdb_snapshot::list(paths.files())?.into_iter().enumerate() {
         for (file, _) in set.files {

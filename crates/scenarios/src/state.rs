@@ -39,12 +39,23 @@ impl StateDir {
     /// A new one holding a copy of every file of this one's `state`.
     pub fn copy(&self) -> Self {
         let copy = Self::new();
-        for entry in fs_err::read_dir(self.state()).expect("list the state folder") {
-            let entry = entry.expect("a folder entry");
-            let to = copy.state().as_std_path().join(entry.file_name());
-            fs_err::copy(entry.path(), to).expect("copy a file");
-        }
+        copy_tree(self.state().as_std_path(), copy.state().as_std_path());
         copy
+    }
+}
+
+/// Copy every file of `from` into `to`, subfolders (a replay's scratch
+/// folder) included.
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    for entry in fs_err::read_dir(from).expect("list a folder") {
+        let entry = entry.expect("a folder entry");
+        let dest = to.join(entry.file_name());
+        if entry.file_type().expect("a file type").is_dir() {
+            fs_err::create_dir(&dest).expect("make a folder");
+            copy_tree(&entry.path(), &dest);
+        } else {
+            fs_err::copy(entry.path(), dest).expect("copy a file");
+        }
     }
 }
 

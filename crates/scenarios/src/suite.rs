@@ -104,16 +104,27 @@ pub fn describe(class: ErrorClass) -> String {
 /// equal before and after means no file was created, changed or removed.
 pub fn folder_digest(dir: &Utf8Path) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
+    digest_into(dir, "", &mut out);
+    out
+}
+
+/// The digests of `dir`'s files into `out`, named `prefix` + their name;
+/// a subfolder's (a replay's scratch folder) as `sub/name`.
+fn digest_into(dir: &Utf8Path, prefix: &str, out: &mut BTreeMap<String, String>) {
     for entry in fs_err::read_dir(dir).expect("list the folder") {
         let entry = entry.expect("a folder entry");
-        let name = entry.file_name().to_string_lossy().into_owned();
+        let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
         if name.ends_with(".lock") {
             continue;
         }
-        let digest = Sha256::digest(fs_err::read(entry.path()).expect("read a file"));
+        let path = crate::utf8(&entry.path()).expect("a UTF-8 path");
+        if entry.file_type().expect("a file type").is_dir() {
+            digest_into(&path, &format!("{name}/"), out);
+            continue;
+        }
+        let digest = Sha256::digest(fs_err::read(&path).expect("read a file"));
         out.insert(name, digest.iter().map(|b| format!("{b:02x}")).collect());
     }
-    out
 }
 
 /// A report (or any JSON) as text with what varies between runs replaced:
@@ -201,6 +212,12 @@ pub struct Tally {
     /// Cases whose checks could not run (DuckDB took down the process that
     /// read a damaged copy for the check).
     pub skipped: u64,
+    /// Committed rows of damaged write-ahead logs that the opens kept.
+    #[serde(default)]
+    pub rows_kept: u64,
+    /// Committed rows of damaged write-ahead logs that the opens set aside.
+    #[serde(default)]
+    pub rows_lost: u64,
     /// Wall time.
     pub millis: u64,
 }
@@ -243,21 +260,32 @@ pub fn table(tallies: &[Tally]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<28} {:>9} {:>6} {:>11} {:>6} {:>7} {:>8} {:>8}  seed",
-        "area", "scenarios", "kills", "corruptions", "faults", "skipped", "failures", "seconds"
+        "{:<28} {:>9} {:>6} {:>11} {:>6} {:>7} {:>9} {:>9} {:>8} {:>8}  seed",
+        "area",
+        "scenarios",
+        "kills",
+        "corruptions",
+        "faults",
+        "skipped",
+        "rows kept",
+        "rows lost",
+        "failures",
+        "seconds"
     );
     let mut classes: BTreeMap<&str, u64> = BTreeMap::new();
     let mut total = Tally::new("total", 0, false);
     for t in tallies {
         let _ = writeln!(
             out,
-            "{:<28} {:>9} {:>6} {:>11} {:>6} {:>7} {:>8} {:>8.1}  {}{}",
+            "{:<28} {:>9} {:>6} {:>11} {:>6} {:>7} {:>9} {:>9} {:>8} {:>8.1}  {}{}",
             t.area,
             t.scenarios,
             t.kills,
             t.corruptions,
             t.faults,
             t.skipped,
+            t.rows_kept,
+            t.rows_lost,
             t.failures.len(),
             t.millis as f64 / 1000.0,
             t.seed,
@@ -271,6 +299,8 @@ pub fn table(tallies: &[Tally]) -> String {
         total.corruptions += t.corruptions;
         total.faults += t.faults;
         total.skipped += t.skipped;
+        total.rows_kept += t.rows_kept;
+        total.rows_lost += t.rows_lost;
         total.millis += t.millis;
         total.failures.extend(t.failures.iter().cloned());
         total.unknown.extend(t.unknown.iter().cloned());
@@ -278,13 +308,15 @@ pub fn table(tallies: &[Tally]) -> String {
     if tallies.len() > 1 {
         let _ = writeln!(
             out,
-            "{:<28} {:>9} {:>6} {:>11} {:>6} {:>7} {:>8} {:>8.1}",
+            "{:<28} {:>9} {:>6} {:>11} {:>6} {:>7} {:>9} {:>9} {:>8} {:>8.1}",
             "total",
             total.scenarios,
             total.kills,
             total.corruptions,
             total.faults,
             total.skipped,
+            total.rows_kept,
+            total.rows_lost,
             total.failures.len(),
             total.millis as f64 / 1000.0
         );

@@ -69,6 +69,10 @@ pub use report::{
 ///
 /// - `sysdb::open::locked`: the open lock is held, nothing else done;
 /// - `sysdb::open::connected`: the first connect returned (either way);
+/// - `sysdb::recover::replayed`: the whole log was replayed on a copy
+///   (either way), nothing moved;
+/// - `sysdb::recover::probed`: one read-only replay of a cut copy of the
+///   log returned (either way), nothing moved;
 /// - `sysdb::recover::marked`: the recovery marker is written, no file
 ///   set aside yet;
 /// - `sysdb::recover::restored`: a copy is restored, not yet opened;
@@ -83,9 +87,11 @@ pub use report::{
 /// - `sysdb::window::applied`: every step applied and checkpointed, the
 ///   intent marker still there;
 /// - `sysdb::open::done`: the open is complete.
-pub const FAILPOINTS: [&str; 10] = [
+pub const FAILPOINTS: [&str; 12] = [
     "sysdb::open::locked",
     "sysdb::open::connected",
+    "sysdb::recover::replayed",
+    "sysdb::recover::probed",
     "sysdb::recover::marked",
     "sysdb::recover::restored",
     "sysdb::recover::reconnected",

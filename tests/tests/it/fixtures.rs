@@ -239,6 +239,7 @@ fixture_tests! {
     default_enum_add_column => "default-enum-add-column",
     set_type_using_levenshtein => "set-type-using-levenshtein",
     default_now_if_not_exists => "default-now-if-not-exists",
+    wal_replay_out_of_memory => "wal-replay-out-of-memory",
 }
 
 #[test]

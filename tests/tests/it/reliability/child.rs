@@ -67,6 +67,8 @@ pub(crate) struct Outcome {
     pub(crate) digest: Option<String>,
     /// Rows in `items`.
     pub(crate) rows: Option<i64>,
+    /// Rows in `events`, where the table exists.
+    pub(crate) events: Option<i64>,
     /// The open report, as JSON.
     pub(crate) report: Option<serde_json::Value>,
     /// The error's text.
@@ -186,6 +188,9 @@ fn reliability_child() {
                 digest: conn.query_row(DIGEST_SQL, [], |r| r.get(0)).ok(),
                 rows: conn
                     .query_row("SELECT count(*) FROM items", [], |r| r.get(0))
+                    .ok(),
+                events: conn
+                    .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
                     .ok(),
                 report: serde_json::to_value(db.report()).ok(),
                 ..Outcome::default()

@@ -182,8 +182,15 @@ fn check(state: &StateDir, migrations: &Utf8Path) -> Result<i32, String> {
     }
 }
 
+/// The commits template 0 leaves in its log, and the rows of each.
+const LOGGED_COMMITS: u64 = 5;
+const ROWS_PER_COMMIT: u64 = 100;
+
 struct Templates {
     folders: [StateDir; 3],
+    /// Template 0's log, and where each of its commits ends.
+    wal: Vec<u8>,
+    commit_ends: Vec<u64>,
     digest: String,
     migrations: Utf8PathBuf,
     _scratch: tempfile::TempDir,
@@ -203,9 +210,18 @@ fn templates() -> Templates {
         .expect("open");
     conn.execute_batch(CHECKPOINTS_OFF)
         .expect("checkpoints off");
-    conn.execute_batch("INSERT INTO events SELECT range, range % 100, now() FROM range(500);")
+    let mut commit_ends = Vec::new();
+    for c in 0..LOGGED_COMMITS {
+        conn.execute_batch(&format!(
+            "INSERT INTO events SELECT range, range % 100, now() FROM range({}, {});",
+            c * ROWS_PER_COMMIT,
+            (c + 1) * ROWS_PER_COMMIT
+        ))
         .expect("commit into the log");
+        commit_ends.push(fs_err::metadata(paths.wal()).expect("the log").len());
+    }
     drop(conn);
+    let wal = fs_err::read(paths.wal()).expect("the log");
     assert!(paths.wal().exists(), "no write-ahead log");
     let crashed = super::kills::crashed_in_step_4(&start);
     let pending = start.copy();
@@ -218,6 +234,8 @@ fn templates() -> Templates {
     write_migrations(&ladder_to(TOP), &migrations_dir).expect("the migrations folder");
     Templates {
         folders: [at_top, crashed, pending],
+        wal,
+        commit_ends,
         digest,
         migrations: migrations_dir,
         _scratch: scratch,
@@ -229,6 +247,7 @@ fn one(templates: &Templates, case: &Case, tally: &mut Tally) -> Result<(), Stri
     let state = templates.folders[case.template].copy();
     let paths = state.paths();
     let mut db_damaged = false;
+    let mut copies_damaged = false;
     for (target, damage) in &case.damages {
         let path = match target {
             Target::Db => paths.db().to_owned(),
@@ -239,8 +258,27 @@ fn one(templates: &Templates, case: &Case, tally: &mut Tally) -> Result<(), Stri
         if apply(&path, damage) {
             tally.corruptions += 1;
             db_damaged |= matches!(target, Target::Db);
+            copies_damaged |= matches!(target, Target::Db | Target::Snapshot);
         }
     }
+    // Template 0 with only its log (or marker) damaged: every commit that
+    // ends before the first damaged byte of the log replays, and must be
+    // in the database the open goes on with.
+    let must_keep = (case.template == 0 && !copies_damaged).then(|| {
+        let now = fs_err::read(paths.wal()).unwrap_or_default();
+        let first_damaged = templates
+            .wal
+            .iter()
+            .zip(&now)
+            .position(|(a, b)| a != b)
+            .unwrap_or(templates.wal.len().min(now.len())) as u64;
+        let commits = templates
+            .commit_ends
+            .iter()
+            .filter(|end| **end <= first_damaged)
+            .count() as u64;
+        commits * ROWS_PER_COMMIT
+    });
     tally.scenarios += 1;
     let before = folder_digest(&state.state());
     let readable_before = match readable(&state, &templates.digest)? {
@@ -301,6 +339,20 @@ fn one(templates: &Templates, case: &Case, tally: &mut Tally) -> Result<(), Stri
 
     if outcome.ok && outcome.version != Some(TOP) {
         return Err(format!("opened at version {:?}", outcome.version));
+    }
+    if let Some(must_keep) = must_keep {
+        let events = outcome.events.map_or(0, |n| u64::try_from(n).unwrap_or(0));
+        if !outcome.ok || events < must_keep {
+            return Err(format!(
+                "{events} logged rows kept, but the {must_keep} rows of the commits before the first damaged byte of the log replay; the open: {}",
+                outcome
+                    .report
+                    .as_ref()
+                    .map_or(outcome.error.clone().unwrap_or_default(), ToString::to_string)
+            ));
+        }
+        tally.rows_kept += events;
+        tally.rows_lost += (LOGGED_COMMITS * ROWS_PER_COMMIT).saturating_sub(events);
     }
     if (!outcome.ok || rows_damaged) && !readable_before.is_empty() {
         // The open could not use the data, or opened a database whose data

@@ -176,7 +176,12 @@ pub(crate) fn leftovers(state: &Utf8Path) -> Vec<String> {
     fs_err::read_dir(state)
         .expect("list state")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains(".tmp-") || n.ends_with(".migrating") || n.ends_with(".recovering"))
+        .filter(|n| {
+            n.contains(".tmp-")
+                || n.ends_with(".migrating")
+                || n.ends_with(".recovering")
+                || n.ends_with(".replay")
+        })
         .collect()
 }
 
