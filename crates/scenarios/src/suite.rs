@@ -366,10 +366,12 @@ mod tests {
         b.classes.insert("refused: corrupt-database".to_owned(), 1);
         b.unknown.push("IO Error: something new".to_owned());
         b.failures.push("case 3: the open hung".to_owned());
+        b.rows_kept = 300;
+        b.rows_lost = 200;
         let table = table(&[a, b]);
         assert!(
             table.contains(
-                "total                                5      2           4      0       0        1"
+                "total                                5      2           4      0       0       300       200        1"
             ),
             "{table}"
         );

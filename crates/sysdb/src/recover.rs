@@ -389,7 +389,7 @@ impl Recovery<'_> {
                                 of = layout.commits.len(),
                                 "salvaged the commits before the first that does not replay"
                             );
-                            let bytes = layout.cut(commits) - layout.header_end;
+                            let bytes = layout.cut(commits);
                             return Ok(Chosen {
                                 built: Some(built),
                                 kept: Some(kept(Some(commits), bytes, replays, failed)),

@@ -156,7 +156,8 @@ pub struct LogKept {
     pub commits_kept: Option<u64>,
     /// The log's size.
     pub bytes: u64,
-    /// Its bytes the restored database holds (after the header).
+    /// Its bytes the restored database holds: the length of the prefix
+    /// replayed, header included.
     pub bytes_kept: u64,
     /// Replays of copies tried.
     pub replays: u32,
@@ -324,17 +325,23 @@ impl fmt::Display for OpenReport {
                 let count = |n: Option<u64>| n.map_or("?".to_owned(), |n| n.to_string());
                 writeln!(
                     f,
-                    "write-ahead log kept: {} of {} commits ({} of {} bytes), {} replays of copies",
+                    "write-ahead log kept: {} of {} commits ({} of {} bytes), {} {} of copies",
                     count(log.commits_kept),
                     count(log.commits),
                     log.bytes_kept,
                     log.bytes,
-                    log.replays
+                    log.replays,
+                    if log.replays == 1 {
+                        "replay"
+                    } else {
+                        "replays"
+                    }
                 )?;
                 if let Some(lost) = log.commits_lost().filter(|n| *n > 0) {
+                    let commits = if lost == 1 { "commit" } else { "commits" };
                     writeln!(
                         f,
-                        "write-ahead log lost: {lost} commits, kept in quarantine"
+                        "write-ahead log lost: {lost} {commits}, kept in quarantine"
                     )?;
                 }
                 if let Some(failed) = &log.first_failed {

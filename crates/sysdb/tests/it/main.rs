@@ -130,6 +130,14 @@ fn child() {
     };
     match args.as_slice() {
         [role, data] if role == "open" => open_and_report(Utf8Path::new(data)),
+        // The probe protocol adds the database after the test's arguments.
+        [role] if role == "probe" => {
+            let db = std::env::args().next_back().expect("the database");
+            if let Err(e) = sysdb::probe_open(Utf8Path::new(&db)) {
+                eprintln!("probe: {e}");
+                std::process::exit(1);
+            }
+        }
         _ => match child_main(&args) {
             Ok(never) => match never {},
             Err(e) => panic!("child {args:?}: {e}"),

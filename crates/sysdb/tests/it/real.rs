@@ -726,3 +726,53 @@ fn a_check_calling_a_core_function_replays_through_attach_losing_nothing() {
     assert_eq!(job_count(db.conn()), 1000);
     assert_set_aside_unchanged(&before, &folder_digest(&dir.state()), report);
 }
+
+#[test]
+fn a_replay_that_kills_the_probe_is_salvaged_in_the_probe_child() {
+    let dir = StateDir::new();
+    let paths = dir.paths();
+    at_v26_with_snapshot(&paths, 1000);
+    let stages = (0..8)
+        .map(|i| insert_jobs(1000 + i * 50, 1050 + i * 50))
+        .collect();
+    let sizes = crash_after(&paths, stages);
+    // A probe whose DuckDB dies (SIGABRT) replaying more than the first
+    // five commits, as a replay that trips an assertion would; up to
+    // there it is the real probe.
+    let exe = std::env::current_exe().expect("this test binary");
+    let script = format!(
+        "size=$(stat -c %s \"$1.wal\" 2>/dev/null || echo 0); if [ \"$size\" -gt {} ]; then kill -ABRT $$; fi; SYSDB_SCENARIO_CHILD='[\"probe\"]' exec {} --exact child --nocapture --test-threads=1 \"$1\"",
+        sizes[4],
+        exe.display()
+    );
+    let options = OpenOptions {
+        probe: Some(sysdb::Probe {
+            program: "/bin/sh".into(),
+            args: vec!["-c".to_owned(), script, "probe".to_owned()],
+            timeout: Duration::from_secs(60),
+        }),
+        ..OpenOptions::default()
+    };
+    let before = folder_digest(&dir.state());
+    let db = SystemDb::open(&paths, &ladder(), &options).expect("recovered");
+    let report = db.report();
+    assert_eq!(
+        report.probe,
+        Some(sysdb::ProbeOutcome::Killed { signal: 6 }),
+        "{report}"
+    );
+    let restored = report.restored.as_ref().expect("restored");
+    assert_eq!(restored.source, RestoreSource::Salvaged, "{report}");
+    let log = restored.log.as_ref().expect("what the log kept");
+    assert_eq!(
+        (log.commits, log.commits_kept),
+        (Some(8), Some(5)),
+        "{report}"
+    );
+    assert_eq!(
+        job_count(db.conn()),
+        1250,
+        "the five commits the probe survives"
+    );
+    assert_set_aside_unchanged(&before, &folder_digest(&dir.state()), report);
+}
