@@ -199,6 +199,57 @@ pub fn restore_with(
     durable_copy(from, files.db(), Replace::Never, &RealDisk, progress)
 }
 
+/// Move `from`, a complete database file already synced to disk on the
+/// same file system (a copy a replay built beside the database), into the
+/// database's place by rename, and sync the folder. Like [`restore`], it
+/// refuses while the database or a sidecar is in place; unlike it, `from`
+/// is gone afterwards: a move either happened whole or not at all.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let path = camino::Utf8PathBuf::try_from(dir.path().join("system.duckdb"))?;
+/// use sysdb_snapshot::{install, ClosedDb, DbFiles};
+///
+/// let built = path.with_file_name("replayed.duckdb");
+/// std::fs::write(&built, b"replayed bytes")?;
+/// let db = ClosedDb::assume_closed(DbFiles::new(&path)?);
+/// install(&db, &built)?;
+/// assert_eq!(std::fs::read(&path)?, b"replayed bytes");
+/// assert!(!built.exists());
+/// # Ok(()) }
+/// ```
+pub fn install(db: &ClosedDb, from: &Utf8Path) -> Result<Moved> {
+    let files = db.files();
+    for path in std::iter::once(files.db().to_owned()).chain(files.sidecars()) {
+        if fs_err::symlink_metadata(&path).is_ok() {
+            return Err(Error::Occupied {
+                from: from.to_owned(),
+                path,
+            });
+        }
+    }
+    let bytes = fs_err::metadata(from)
+        .map_err(|source| Error::OpenSource {
+            path: from.to_owned(),
+            source,
+        })?
+        .len();
+    io_point("snapshot::install::rename")
+        .and_then(|()| rename_noreplace(from, files.db()))
+        .map_err(|source| Error::Rename {
+            from: from.to_owned(),
+            to: files.db().to_owned(),
+            source,
+        })?;
+    sync_dir(files.dir())?;
+    Ok(Moved {
+        from: from.to_owned(),
+        to: files.db().to_owned(),
+        bytes,
+    })
+}
+
 /// Whether the final rename may replace an existing destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Replace {

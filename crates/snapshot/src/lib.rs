@@ -40,8 +40,8 @@ use std::io;
 use camino::Utf8PathBuf;
 
 pub use copy::{
-    forget_previous, keep_previous, process_alive, restore, restore_with, take, take_with, Copied,
-    CopyMethod, Step,
+    forget_previous, install, keep_previous, process_alive, restore, restore_with, take, take_with,
+    Copied, CopyMethod, Step,
 };
 pub use names::{DbFiles, SIDECAR_SUFFIXES};
 pub use quarantine::{list, prune, quarantine, Moved, QuarantineSet, Quarantined};
@@ -58,16 +58,19 @@ pub use quarantine::{list, prune, quarantine, Moved, QuarantineSet, Quarantined}
 /// - `snapshot::copy::sync-dir`: after the rename, before the folder's fsync;
 /// - `snapshot::previous::rename`: before the snapshot is kept as the
 ///   previous one;
+/// - `snapshot::install::rename`: before a replayed copy is moved into
+///   the database's place;
 /// - `snapshot::quarantine::rename`: before each file is set aside;
 /// - `snapshot::quarantine::sync-dir`: after the last one, before the fsync;
 /// - `snapshot::durable::write`, `snapshot::durable::rename`,
 ///   `snapshot::durable::remove`: writing and removing small marker files.
-pub const FAILPOINTS: [&str; 10] = [
+pub const FAILPOINTS: [&str; 11] = [
     "snapshot::previous::rename",
     "snapshot::copy::write",
     "snapshot::copy::sync",
     "snapshot::copy::rename",
     "snapshot::copy::sync-dir",
+    "snapshot::install::rename",
     "snapshot::quarantine::rename",
     "snapshot::quarantine::sync-dir",
     "snapshot::durable::write",

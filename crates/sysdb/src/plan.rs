@@ -3,7 +3,7 @@
 //! from the errors connects return) with no I/O of their own; recover.rs
 //! and window.rs carry the decisions out.
 
-use camino::Utf8Path;
+use camino::{Utf8Path, Utf8PathBuf};
 use sysdb_errclass::ErrorClass;
 
 use crate::marker::{Marker, Recovering};
@@ -33,6 +33,9 @@ pub(crate) struct Found {
     pub marker: MarkerSeen,
     /// The recovery marker: a recovery was killed before it finished.
     pub recovering: Option<Recovering>,
+    /// The database that killed recovery replayed on a copy to restore, if
+    /// its marker names one and it is there.
+    pub replayed: Option<Utf8PathBuf>,
     /// Files that show a database existed here: the snapshots, the log,
     /// the intent marker, the quarantine sets.
     pub evidence: Vec<String>,
@@ -94,7 +97,13 @@ pub(crate) fn observe(paths: &Paths) -> Result<Found> {
     let wal = sysdb_snapshot::SIDECAR_SUFFIXES
         .iter()
         .any(|suffix| fs_err::metadata(paths.files().sibling(suffix)).is_ok_and(|m| m.len() > 0));
+    let replayed = recovering
+        .as_ref()
+        .and_then(|r| r.replayed.as_ref())
+        .map(|r| paths.dir().join(r))
+        .filter(|r| fs_err::metadata(r).is_ok_and(|m| m.is_file()));
     Ok(Found {
+        replayed,
         db: exists(paths.db()),
         wal,
         snapshot: exists(&paths.snapshot()),
@@ -110,8 +119,9 @@ pub(crate) enum Start {
     /// Connect to the database (creating it if there is none and nothing
     /// shows one existed).
     Connect,
-    /// A recovery was killed after it set the database aside: finish it
-    /// without connecting first.
+    /// A recovery was killed after it set the database aside, or while it
+    /// set aside the files a replayed copy replaces: finish it without
+    /// connecting first.
     FinishRecovery,
     /// The database is missing where files show one existed: refuse, as
     /// creating an empty one would bring the service up without its data.
@@ -120,6 +130,11 @@ pub(crate) enum Start {
 
 /// Decide how an open begins.
 pub(crate) fn start(found: &Found) -> Start {
+    // The replayed copy holds commits the files left in place may lack
+    // (the log may already be set aside): it wins over connecting.
+    if found.recovering.is_some() && found.replayed.is_some() {
+        return Start::FinishRecovery;
+    }
     match (found.db, found.recovering.is_some()) {
         (true, _) => Start::Connect,
         (false, true) => Start::FinishRecovery,
@@ -292,6 +307,7 @@ mod tests {
             snapshot: true,
             marker: MarkerSeen::Absent,
             recovering: None,
+            replayed: None,
             evidence: vec![],
         }
     }
@@ -343,6 +359,23 @@ mod tests {
                 "a recovery marker beside the database",
                 Found {
                     recovering: recovering(),
+                    ..found()
+                },
+                Start::Connect,
+            ),
+            (
+                "a recovery killed while it set aside the files its replayed copy replaces",
+                Found {
+                    recovering: recovering(),
+                    replayed: Some("s.replay/build/s".into()),
+                    ..found()
+                },
+                Start::FinishRecovery,
+            ),
+            (
+                "a replayed copy without a recovery marker is a leftover",
+                Found {
+                    replayed: Some("s.replay/build/s".into()),
                     ..found()
                 },
                 Start::Connect,

@@ -12,7 +12,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use duckdb::{AccessMode, Connection};
 use sysdb_errclass::{classify_error, ErrorClass, WalReplayCause};
 use sysdb_schema::Ladder;
-use sysdb_snapshot::{quarantine, remove_durably, restore, ClosedDb};
+use sysdb_snapshot::{install, quarantine, remove_durably, restore, ClosedDb};
 
 use crate::marker::Recovering;
 use crate::plan::{self, Found, OnFailure, ReplayFailed, Search, Source, Start};
@@ -50,20 +50,20 @@ pub(crate) fn connect_or_recover(
             })
         }
         Start::FinishRecovery => {
-            // Killed after the database was set aside: restore what that
+            // Killed after it set the database aside (or while it set aside
+            // the files its replayed copy replaces): restore what that
             // recovery chose, the copy it replayed if it made one, else the
             // database file of the newest quarantine set.
             let marker = found.recovering.as_ref();
-            tracing::warn!(started_at = ?marker.map(|m| &m.started_at), "an earlier recovery was killed after it set the database aside; finishing it");
+            tracing::warn!(started_at = ?marker.map(|m| &m.started_at), "an earlier recovery was killed before it restored the database; finishing it");
             let wal_error = duck_error(marker.map_or("", |m| m.error.as_str()));
-            let replayed = marker
-                .and_then(|m| m.replayed.as_ref())
-                .map(|r| paths.dir().join(r))
-                .filter(|r| fs_err::metadata(r).is_ok());
-            let conn = match replayed {
+            let conn = match &found.replayed {
                 Some(built) => {
+                    if found.db {
+                        recovery.set_aside(report)?;
+                    }
                     let from = newest_quarantined_db(paths)?.unwrap_or_else(|| built.clone());
-                    recovery.restore_replayed(&built, &from, None, report)?
+                    recovery.restore_replayed(built, &from, None, report)?
                 }
                 None => {
                     let newest = newest_quarantined_db(paths)?;
@@ -457,7 +457,10 @@ impl Recovery<'_> {
     ) -> Result<Connection> {
         let paths = self.paths;
         let phase = Instant::now();
-        restore(&self.closed, built).map_err(self.files_error("restoring"))?;
+        // By rename: once the copy is in place it is no longer in the
+        // scratch folder, so a kill after this finds the database in place
+        // and connects, instead of replacing it again.
+        install(&self.closed, built).map_err(self.files_error("restoring"))?;
         #[cfg(feature = "failpoints")]
         fail::fail_point!("sysdb::recover::restored");
         let conn = self

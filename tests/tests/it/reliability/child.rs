@@ -69,6 +69,8 @@ pub(crate) struct Outcome {
     pub(crate) rows: Option<i64>,
     /// Rows in `events`, where the table exists.
     pub(crate) events: Option<i64>,
+    /// Rows of `items` with an owner: the salvage matrix's logged updates.
+    pub(crate) owned: Option<i64>,
     /// The open report, as JSON.
     pub(crate) report: Option<serde_json::Value>,
     /// The error's text.
@@ -191,6 +193,13 @@ fn reliability_child() {
                     .ok(),
                 events: conn
                     .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+                    .ok(),
+                owned: conn
+                    .query_row(
+                        "SELECT count(*) FROM items WHERE owner IS NOT NULL",
+                        [],
+                        |r| r.get(0),
+                    )
                     .ok(),
                 report: serde_json::to_value(db.report()).ok(),
                 ..Outcome::default()

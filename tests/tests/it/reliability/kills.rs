@@ -10,8 +10,8 @@ use sysdb_scenarios::{folder_digest, Tally};
 
 use super::child::positions;
 use super::{
-    check_opened, class_of, finish, long, nothing_deleted, run, seed, seeded, Death, End, Job,
-    Kill, Outcome, PathsOf, StateDir, STARTS,
+    check_opened, class_of, finish, ladder_to, long, nothing_deleted, run, seed, seeded, Death,
+    End, Job, Kill, Outcome, PathsOf, StateDir, ROWS, STARTS,
 };
 
 /// No open of these small folders takes this long, even on a busy machine.
@@ -83,6 +83,8 @@ struct Explorer {
     /// recovery after it, 3 also the recovery of that recovery.
     depth: u32,
     digest: String,
+    /// Rows of `items` with an owner every converged open must have.
+    owned: Option<i64>,
     tally: Tally,
     rng: rand::rngs::StdRng,
     started: Instant,
@@ -103,6 +105,15 @@ impl Explorer {
         };
         self.tally.scenarios += 1;
         *self.tally.classes.entry(class_of(&outcome)).or_default() += 1;
+        if let Some(owned) = self.owned {
+            if outcome.owned != Some(owned) {
+                self.tally.failures.push(format!(
+                    "after kills [{path}]: {:?} rows with an owner, not the {owned} the logged commits before the unreplayable step wrote",
+                    outcome.owned
+                ));
+            }
+            self.tally.rows_kept += u64::try_from(outcome.owned.unwrap_or(0)).unwrap_or(0);
+        }
         if depth == self.depth || (depth > 0 && !recovered(&outcome)) {
             return;
         }
@@ -113,7 +124,7 @@ impl Explorer {
         };
         // The deepest level is sampled (one kill per state, seeded) in the
         // default mode.
-        if depth == DEPTH - 1 && depth > 0 && !long() {
+        if depth == self.depth - 1 && depth > 0 && !long() {
             let keep = 1.min(targets.len());
             for i in 0..keep {
                 let j = self.rng.random_range(i..targets.len());
@@ -160,6 +171,7 @@ fn matrix(start: u32) {
             1
         },
         digest,
+        owned: None,
         tally: Tally::new(&format!("kill matrix from v{start}"), seed, long()),
         rng: rand::rngs::StdRng::seed_from_u64(seed ^ u64::from(start)),
         started: Instant::now(),
@@ -178,6 +190,68 @@ fn matrix(start: u32) {
             .failures
             .push("no kill led to a recovery: the matrix does not reach the recovery".to_owned());
     }
+    explorer.tally.millis = explorer.started.elapsed().as_millis() as u64;
+    finish(&explorer.tally);
+}
+
+/// The commits of owners a crashed service left in the log before the
+/// unreplayable step 4, each updating a quarter of the seeded rows.
+const LOGGED_UPDATES: u32 = 3;
+
+/// A folder at version 3 whose log holds [`LOGGED_UPDATES`] commits of
+/// owners, then step 4's commit (which DuckDB 2.0 cannot replay), made by a
+/// connection with checkpoints off that is dropped without one.
+fn crashed_with_updates_before_step_4() -> (StateDir, String) {
+    let (folder, digest) = seeded(3);
+    let paths = folder.paths();
+    let conn = duckdb::Connection::open_with_flags(paths.db(), sysdb::config().expect("config"))
+        .expect("open");
+    conn.execute_batch(sysdb_scenarios::child::CHECKPOINTS_OFF)
+        .expect("checkpoints off");
+    for k in 0..LOGGED_UPDATES {
+        conn.execute_batch(&format!(
+            "UPDATE items SET owner = 'owner-{k}' WHERE id % 4 = {k};"
+        ))
+        .expect("a logged update");
+    }
+    let step = ladder_to(4).step(4).expect("step 4").transaction_sql();
+    conn.execute_batch(&step).expect("step 4's commit");
+    drop(conn);
+    assert!(paths.wal().exists(), "no write-ahead log");
+    (folder, digest)
+}
+
+/// Kills at every failpoint of an open that salvages the log's commits
+/// before the unreplayable step (the whole log replayed on a copy, the
+/// read-only replays of cut copies, the copy restored), and of the
+/// recovery after each: every converged open keeps those commits.
+#[test]
+fn kill_matrix_in_a_salvage() {
+    let seed = seed();
+    let (folder, digest) = crashed_with_updates_before_step_4();
+    let mut explorer = Explorer {
+        depth: if long() { DEPTH } else { 2 },
+        digest,
+        owned: Some(i64::from(ROWS / 4 * LOGGED_UPDATES)),
+        tally: Tally::new("kill matrix in a salvage", seed, long()),
+        rng: rand::rngs::StdRng::seed_from_u64(seed),
+        started: Instant::now(),
+    };
+    match verify(&folder, &explorer.digest) {
+        Ok(outcome) => {
+            let report = outcome.report.unwrap_or_default();
+            let trace = outcome.trace.join(" ");
+            if report["restored"]["source"] != "salvaged"
+                || !trace.contains("sysdb::recover::probed")
+            {
+                explorer.tally.failures.push(format!(
+                    "the start does not salvage through read-only replays: {report}"
+                ));
+            }
+        }
+        Err(e) => explorer.tally.failures.push(format!("the start: {e}")),
+    }
+    explorer.explore(&folder, 0, "");
     explorer.tally.millis = explorer.started.elapsed().as_millis() as u64;
     finish(&explorer.tally);
 }
