@@ -298,6 +298,7 @@ pub(crate) fn replay_budget(commits: usize) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Paths;
     use sysdb_errclass::WalReplayCause;
 
     fn found() -> Found {
@@ -474,6 +475,62 @@ mod tests {
         ] {
             assert_eq!(replay_failed(class), ReplayFailed::Log, "{class}");
         }
+    }
+
+    /// Every folder state the fixtures make, observed and decided as the
+    /// open does (the first connect on a copy, since DuckDB may rewrite the
+    /// log), against what each manifest says the open does.
+    #[test]
+    fn the_decisions_on_every_fixture_match_its_manifest() {
+        use crate::Connector;
+        let fixtures = sysdb_scenarios::manifest_dir!().join("../../fixtures");
+        let mut seen = 0;
+        for entry in fs_err::read_dir(&fixtures).expect("fixtures/") {
+            let dir = Utf8PathBuf::try_from(entry.expect("entry").path()).expect("utf-8");
+            let Ok(text) = fs_err::read_to_string(dir.join("manifest.json")) else {
+                continue;
+            };
+            let manifest: sysdb_scenarios::Manifest =
+                serde_json::from_str(&text).expect("a manifest");
+            let name = &manifest.scenario;
+            let expect = &manifest.expect;
+            let found = observe(&Paths::for_db(dir.join("system.duckdb")).expect("paths"))
+                .expect("observe");
+            assert_eq!(found.wal, expect.wal_at_open, "{name}");
+            assert_eq!(start(&found), Start::Connect, "{name}");
+
+            let tmp = tempfile::tempdir().expect("temp dir");
+            let copy = Utf8PathBuf::try_from(tmp.path().to_owned()).expect("utf-8");
+            for file in &manifest.files {
+                fs_err::copy(dir.join(file), copy.join(file)).expect("copy");
+            }
+            let limit = expect.memory_limit.clone();
+            let connector = move |path: &Utf8Path| {
+                let mut config = crate::config()?;
+                if let Some(limit) = &limit {
+                    config = config
+                        .with("memory_limit", limit)?
+                        .with("temp_directory", "")?
+                        .with("threads", "1")?;
+                }
+                duckdb::Connection::open_with_flags(path, config)
+            };
+            let first = connector.connect(&copy.join("system.duckdb")).map(drop);
+            let decided = match &first {
+                Ok(()) => "opened",
+                Err(e) => match on_failure(&found, sysdb_errclass::classify_error(e)) {
+                    OnFailure::Refuse => "refused",
+                    OnFailure::Recover(sources) => {
+                        let with_log = sources.contains(&Source::Replay);
+                        assert_eq!(with_log, found.wal, "{name}: {sources:?}");
+                        "recovered"
+                    }
+                },
+            };
+            assert_eq!(decided, expect.outcome, "{name}: {first:?}");
+            seen += 1;
+        }
+        assert!(seen >= 20, "{seen} fixtures");
     }
 
     /// Run a search against a log whose first `replayable` commits replay.
