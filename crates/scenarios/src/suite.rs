@@ -74,6 +74,22 @@ pub struct Expect {
     pub memory_limit: Option<String>,
 }
 
+impl Expect {
+    /// Open `path` as the fixture's open must: with sysdb's settings and,
+    /// where the manifest sets one, its `memory_limit` (with no temporary
+    /// directory to spill to and one thread).
+    pub fn connect(&self, path: &Utf8Path) -> duckdb::Result<duckdb::Connection> {
+        let mut config = crate::config();
+        if let Some(limit) = &self.memory_limit {
+            config = config
+                .with("memory_limit", limit)?
+                .with("temp_directory", "")?
+                .with("threads", "1")?;
+        }
+        duckdb::Connection::open_with_flags(path, config)
+    }
+}
+
 /// The calling package's folder, as cargo names it when it runs the
 /// program (`cargo run`, `cargo test`), falling back to the one it was
 /// compiled in. The run-time value matters: a build shared between two

@@ -482,7 +482,6 @@ mod tests {
     /// log), against what each manifest says the open does.
     #[test]
     fn the_decisions_on_every_fixture_match_its_manifest() {
-        use crate::Connector;
         let fixtures = sysdb_scenarios::manifest_dir!().join("../../fixtures");
         let mut seen = 0;
         for entry in fs_err::read_dir(&fixtures).expect("fixtures/") {
@@ -504,18 +503,7 @@ mod tests {
             for file in &manifest.files {
                 fs_err::copy(dir.join(file), copy.join(file)).expect("copy");
             }
-            let limit = expect.memory_limit.clone();
-            let connector = move |path: &Utf8Path| {
-                let mut config = crate::config()?;
-                if let Some(limit) = &limit {
-                    config = config
-                        .with("memory_limit", limit)?
-                        .with("temp_directory", "")?
-                        .with("threads", "1")?;
-                }
-                duckdb::Connection::open_with_flags(path, config)
-            };
-            let first = connector.connect(&copy.join("system.duckdb")).map(drop);
+            let first = expect.connect(&copy.join("system.duckdb")).map(drop);
             let decided = match &first {
                 Ok(()) => "opened",
                 Err(e) => match on_failure(&found, sysdb_errclass::classify_error(e)) {

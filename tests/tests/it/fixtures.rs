@@ -101,17 +101,7 @@ fn run(scenario: &str) {
     let paths = copy_fixture(&manifest, Utf8Path::from_path(tmp.path()).expect("utf-8"));
     let state = paths.dir().to_owned();
     let before = folder_digest(&state);
-    let memory_limit = expect.memory_limit.clone();
-    let connector = move |path: &Utf8Path| {
-        let mut config = sysdb::config()?;
-        if let Some(limit) = &memory_limit {
-            config = config
-                .with("memory_limit", limit)?
-                .with("temp_directory", "")?
-                .with("threads", "1")?;
-        }
-        Connection::open_with_flags(path, config)
-    };
+    let connector = |path: &Utf8Path| expect.connect(path);
     let result = SystemDb::open_with(&paths, &ladder, &OpenOptions::default(), &connector);
 
     if expect.outcome == "refused" {
