@@ -212,6 +212,9 @@ pub(crate) fn file_unreadable(class: ErrorClass) -> bool {
 pub(crate) enum ReplayFailed {
     /// The log (or this prefix of it) does not replay: try less of it.
     Log,
+    /// The database file itself does not read: no prefix of the log will
+    /// replay on it, so stop replaying and go on to the next source.
+    File,
     /// The environment failed (memory, disk, permissions): stop the
     /// recovery before any file is moved, and refuse with this class.
     Environment,
@@ -221,6 +224,8 @@ pub(crate) enum ReplayFailed {
 pub(crate) fn replay_failed(class: ErrorClass) -> ReplayFailed {
     if class.is_environment() {
         ReplayFailed::Environment
+    } else if file_unreadable(class) {
+        ReplayFailed::File
     } else {
         ReplayFailed::Log
     }
@@ -263,7 +268,7 @@ impl Search {
     /// The next prefix (a number of commits) to try, or `None` when the
     /// search is done.
     pub fn next(&self) -> Option<usize> {
-        if self.bad - self.good <= 1 {
+        if self.bad.saturating_sub(self.good) <= 1 {
             return None;
         }
         Some(match self.hint {
@@ -470,10 +475,12 @@ mod tests {
             ErrorClass::WalReplay {
                 cause: WalReplayCause::Ddl,
             },
-            ErrorClass::CorruptDatabase,
             ErrorClass::Unknown,
         ] {
             assert_eq!(replay_failed(class), ReplayFailed::Log, "{class}");
+        }
+        for class in [ErrorClass::CorruptDatabase, ErrorClass::NotADatabase] {
+            assert_eq!(replay_failed(class), ReplayFailed::File, "{class}");
         }
     }
 
@@ -530,6 +537,34 @@ mod tests {
             s.record(k, k <= replayable);
         }
         (s.found(), replays)
+    }
+
+    /// Cut by bytes, as for a log whose framing does not read, the search
+    /// keeps exactly the commits that end before the first that fails:
+    /// DuckDB ignores a commit cut short.
+    #[test]
+    fn a_search_by_bytes_keeps_the_commits_before_the_failing_one() {
+        use crate::wal::Cuts;
+        let ends = [37u64, 400, 1000, 1500, 4096];
+        for failing in 0..ends.len() {
+            // A prefix replays when it holds no byte of the failing commit's
+            // end: the commit is complete (and fails) only with its flush.
+            let replays = |bytes: u64| bytes < ends[failing];
+            let cuts = Cuts::Bytes(ends[ends.len() - 1]);
+            let mut s = Search::new(cuts.count(), true);
+            let mut tries = 0;
+            while let Some(k) = s.next() {
+                tries += 1;
+                s.record(k, replays(cuts.cut(k)));
+            }
+            let kept = cuts.cut(s.found());
+            let whole = ends.iter().filter(|e| **e <= kept).count();
+            assert_eq!(
+                whole, failing,
+                "failing commit {failing}: kept {kept} bytes"
+            );
+            assert!(tries <= 13, "{tries} replays for 4096 bytes");
+        }
     }
 
     #[test]

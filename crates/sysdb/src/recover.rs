@@ -15,15 +15,14 @@ use sysdb_schema::Ladder;
 use sysdb_snapshot::{install, quarantine, remove_durably, restore, ClosedDb};
 
 use crate::marker::Recovering;
+use crate::plan::file_unreadable;
 use crate::plan::{self, Found, OnFailure, ReplayFailed, Search, Source, Start};
-use crate::replay::{self, Attempt, Replayer, Scratch};
+use crate::replay::{duck_error, Attempt, Replayer, Scratch};
 use crate::report::{
     FailedCommit, LogKept, MetError, MovedFile, ProbeOutcome, RestoreSource, Restored,
 };
-use crate::wal::{Tail, WalLayout};
+use crate::wal::{Cuts, Tail, WalLayout};
 use crate::{config, probe, Connector, Error, OpenOptions, OpenReport, Paths, Result};
-
-pub(crate) use crate::plan::file_unreadable;
 
 pub(crate) fn connect_or_recover(
     paths: &Paths,
@@ -272,11 +271,11 @@ impl Recovery<'_> {
         let mut replays = 0u32;
         let mut failed: Option<FailedCommit> = None;
         let kept =
-            |commits: Option<usize>, bytes: u64, replays: u32, failed: Option<FailedCommit>| {
+            |commits: Option<u64>, bytes: u64, replays: u32, failed: Option<FailedCommit>| {
                 let total = layout.as_ref().map(|l| l.commits.len() as u64);
                 LogKept {
                     commits: total,
-                    commits_kept: commits.map(|c| c as u64),
+                    commits_kept: commits,
                     bytes: log_bytes,
                     bytes_kept: bytes,
                     replays,
@@ -309,15 +308,22 @@ impl Recovery<'_> {
                     match attempt {
                         Attempt::Replayed(built) => {
                             tracing::info!(copy = %built, "the whole write-ahead log replays through ATTACH");
-                            let commits = layout.as_ref().map(|l| l.commits.len());
+                            let commits = layout.as_ref().map(|l| l.commits.len() as u64);
                             return Ok(Chosen {
                                 built: Some(built),
                                 kept: Some(kept(commits, log_bytes, replays, None)),
                             });
                         }
                         Attempt::Failed { class, error } => {
-                            if plan::replay_failed(class) == ReplayFailed::Environment {
-                                return Err(self.refused(class, &error, scratch));
+                            match plan::replay_failed(class) {
+                                ReplayFailed::Environment => {
+                                    return Err(self.refused(class, &error, scratch))
+                                }
+                                ReplayFailed::File => {
+                                    tracing::warn!(%error, "the database file does not read; no replay of its log can");
+                                    break;
+                                }
+                                ReplayFailed::Log => {}
                             }
                             tracing::warn!(%error, "the whole write-ahead log does not replay through ATTACH either");
                             failed = Some(FailedCommit {
@@ -330,69 +336,78 @@ impl Recovery<'_> {
                 }
                 Source::Replay => failed = damaged.clone(),
                 Source::Salvage => {
-                    let Some(layout) = &layout else {
-                        tracing::warn!("the write-ahead log's framing cannot be read; no prefix of it is salvaged");
-                        continue;
+                    // By commits where the framing reads; else by bytes (a
+                    // log of a newer DuckDB's framing), ⌈log2(bytes)⌉ replays.
+                    let cuts = match (&layout, &wal) {
+                        (Some(layout), _) => Cuts::Commits(layout),
+                        (None, Some(bytes)) => {
+                            tracing::warn!("the write-ahead log's framing cannot be read; searching its prefixes by bytes");
+                            Cuts::Bytes(bytes.len() as u64)
+                        }
+                        (None, None) => continue,
                     };
                     let phase = Instant::now();
-                    let mut search = Search::new(layout.commits.len(), damaged.is_none());
-                    while let Some(commits) = search.next() {
+                    let mut search = Search::new(cuts.count(), damaged.is_none());
+                    while let Some(k) = search.next() {
                         replays += 1;
                         let attempt = replayer
-                            .try_prefix(paths, scratch, layout.cut(commits))
+                            .try_prefix(paths, scratch, cuts.cut(k))
                             .map_err(replay_error("replaying a cut copy of"))?;
                         #[cfg(feature = "failpoints")]
                         fail::fail_point!("sysdb::recover::probed");
                         match attempt {
-                            Attempt::Replayed(_) => search.record(commits, true),
+                            Attempt::Replayed(_) => search.record(k, true),
                             Attempt::Failed { class, error } => {
-                                if plan::replay_failed(class) == ReplayFailed::Environment {
-                                    return Err(self.refused(class, &error, scratch));
+                                match plan::replay_failed(class) {
+                                    ReplayFailed::Environment => {
+                                        return Err(self.refused(class, &error, scratch))
+                                    }
+                                    // Only an unreadable database fails the
+                                    // empty prefix too: give up the search.
+                                    ReplayFailed::File => search.record(0, false),
+                                    ReplayFailed::Log => {}
                                 }
-                                tracing::debug!(commits, %error, "this prefix does not replay");
-                                search.record(commits, false);
+                                tracing::debug!(k, %error, "this prefix does not replay");
+                                search.record(k, false);
                                 failed = Some(FailedCommit {
-                                    commit: Some(commits as u64),
-                                    at: layout.cut(commits - 1),
+                                    commit: cuts.commits(k),
+                                    at: cuts.cut(k - 1),
                                     error: scratch.as_original(&error.to_string(), paths),
                                 });
                             }
                         }
                     }
-                    let commits = search.found();
-                    if let Some(f) = failed
-                        .as_mut()
-                        .filter(|f| f.commit != Some(commits as u64 + 1))
-                    {
+                    let k = search.found();
+                    let first_failing = cuts.commits(k + 1);
+                    if let Some(f) = failed.as_mut().filter(|f| f.commit != first_failing) {
                         // Its error came from a longer prefix (or the whole
                         // log); the search showed where it starts.
-                        f.commit = Some(commits as u64 + 1);
-                        f.at = layout.cut(commits);
+                        f.commit = first_failing;
+                        f.at = cuts.cut(k);
                     }
-                    if commits == 0 {
+                    if k == 0 {
                         report.phase("salvage", phase);
                         tracing::warn!("no commit of the write-ahead log replays");
                         return Ok(Chosen {
                             built: None,
-                            kept: Some(kept(Some(0), 0, replays, failed)),
+                            kept: Some(kept(cuts.commits(0), 0, replays, failed)),
                         });
                     }
                     replays += 1;
                     let attempt = replayer
-                        .build(paths, scratch, Some(layout.cut(commits)))
+                        .build(paths, scratch, Some(cuts.cut(k)))
                         .map_err(replay_error("replaying a cut copy of"))?;
                     report.phase("salvage", phase);
                     match attempt {
                         Attempt::Replayed(built) => {
                             tracing::warn!(
-                                commits,
-                                of = layout.commits.len(),
+                                kept = k,
+                                of = cuts.count(),
                                 "salvaged the commits before the first that does not replay"
                             );
-                            let bytes = layout.cut(commits);
                             return Ok(Chosen {
                                 built: Some(built),
-                                kept: Some(kept(Some(commits), bytes, replays, failed)),
+                                kept: Some(kept(cuts.commits(k), cuts.cut(k), replays, failed)),
                             });
                         }
                         Attempt::Failed { class, error } => {
@@ -576,12 +591,6 @@ impl Recovery<'_> {
         Scratch::at(self.paths).remove();
         Ok(conn)
     }
-}
-
-/// A DuckDB error carrying `text`: the failure that started a recovery, as
-/// recorded in its marker or seen by the probe.
-pub(crate) fn duck_error(text: &str) -> duckdb::Error {
-    replay::duck_error(text)
 }
 
 /// The database file of the newest quarantine set that holds one.

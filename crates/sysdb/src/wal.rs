@@ -131,6 +131,43 @@ impl WalLayout {
     }
 }
 
+/// Where a salvage may cut a log: after any of its commits when its
+/// framing reads, else after any byte (DuckDB ignores an entry cut short,
+/// so a byte prefix replays the commits it holds whole).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cuts<'a> {
+    /// After the first `k` commits.
+    Commits(&'a WalLayout),
+    /// After the first `k` bytes of a log of this many.
+    Bytes(u64),
+}
+
+impl Cuts<'_> {
+    /// The largest `k`: the whole log.
+    pub fn count(&self) -> usize {
+        match self {
+            Cuts::Commits(layout) => layout.commits.len(),
+            Cuts::Bytes(len) => usize::try_from(*len).unwrap_or(usize::MAX),
+        }
+    }
+
+    /// Where the log keeping `k` is cut.
+    pub fn cut(&self, k: usize) -> u64 {
+        match self {
+            Cuts::Commits(layout) => layout.cut(k),
+            Cuts::Bytes(_) => k as u64,
+        }
+    }
+
+    /// The commits a log keeping `k` holds, where that is known.
+    pub fn commits(&self, k: usize) -> Option<u64> {
+        match self {
+            Cuts::Commits(_) => Some(k as u64),
+            Cuts::Bytes(_) => None,
+        }
+    }
+}
+
 /// The type of a framed entry: field 100, the first of its object.
 fn entry_type(payload: &[u8]) -> Option<u64> {
     let mut r = Reader {

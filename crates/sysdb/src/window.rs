@@ -194,7 +194,7 @@ fn read_whole(conn: &Connection, paths: &Paths) -> Result<()> {
         Ok(()) => Ok(()),
         Err(source) => {
             let class = sysdb_errclass::classify_error(&source);
-            if !(crate::recover::file_unreadable(class) || class == ErrorClass::Io) {
+            if !(crate::plan::file_unreadable(class) || class == ErrorClass::Io) {
                 tracing::warn!(table, error = %source, "could not read the table whole before the snapshot; going on");
                 return Ok(());
             }
@@ -280,7 +280,7 @@ mod tests {
         let failure = conn
             .query_row("SELECT bit_xor(hash(COLUMNS(*))) FROM odd", [], |_| Ok(()))
             .expect_err("the generated column errs");
-        assert!(!crate::recover::file_unreadable(
+        assert!(!crate::plan::file_unreadable(
             sysdb_errclass::classify_error(&failure)
         ));
         let paths = Paths::for_db("/nowhere/system.duckdb").expect("paths");
