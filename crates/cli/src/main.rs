@@ -43,8 +43,9 @@ pub struct Global {
     /// The service's data folder; the database is `DIR/state/system.duckdb`
     #[arg(long, global = true, value_name = "DIR", env = "DATA_DIR")]
     data_dir: Option<Utf8PathBuf>,
-    /// The database file itself (instead of --data-dir)
-    #[arg(long, global = true, value_name = "FILE", conflicts_with = "data_dir")]
+    /// The database file itself; wins over --data-dir and DATA_DIR, so it
+    /// works inside the service's container, where DATA_DIR is set
+    #[arg(long, global = true, value_name = "FILE")]
     db: Option<Utf8PathBuf>,
     /// The folder of migrations, `NNNN_name.sql` files
     #[arg(long, global = true, value_name = "DIR")]

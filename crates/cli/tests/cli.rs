@@ -429,3 +429,60 @@ fn check_explains_a_recovery_in_words_and_in_json() {
         sysdb_scenarios::redacted(json(&out), tmp.as_str())
     );
 }
+
+/// `sysdb` with `DATA_DIR` set, as inside the service's container.
+fn sysdb_in(data_dir: &Utf8Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sysdb"))
+        .args(args)
+        .env("DATA_DIR", data_dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run sysdb")
+}
+
+#[test]
+fn a_fresh_data_folder_reads_as_empty_and_db_works_where_data_dir_is_set() {
+    let (_tmp, tmp) = temp();
+    let data = tmp.join("data");
+    fs_err::create_dir_all(&data).expect("data folder");
+    // No `state/` yet: nothing to list, nothing to fail on.
+    for command in [&["status"][..], &["quarantine", "list"], &["check"]] {
+        for out in [
+            sysdb_in(&data, &[&["--migrations", &migrations()], command].concat()),
+            sysdb(
+                &[
+                    &["--data-dir", data.as_str(), "--migrations", &migrations()],
+                    command,
+                ]
+                .concat(),
+            ),
+        ] {
+            let code = code(&out);
+            let expected = if command == ["check"] { 10 } else { 0 };
+            assert_eq!(code, expected, "{command:?}: {}", text(&out));
+        }
+    }
+    assert!(
+        !data.join("state").exists(),
+        "a read-only command made the state folder"
+    );
+
+    // `--db` names another database even where DATA_DIR is set.
+    let other = tmp.join("elsewhere/system.duckdb");
+    let out = sysdb_in(
+        &data,
+        &[
+            "--db",
+            other.as_str(),
+            "--migrations",
+            &migrations(),
+            "migrate",
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(other.exists(), "{}", text(&out));
+    assert!(!data.join("state/system.duckdb").exists());
+    let out = sysdb_in(&data, &["--db", other.as_str(), "status", "--json"]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(text(&out).contains(other.as_str()), "{}", text(&out));
+}

@@ -1,7 +1,9 @@
 //! The durable copy behind [`take`] and [`restore`].
 
+use fs_err::os::unix::fs::OpenOptionsExt;
 use std::fs::File;
 use std::io::{self, Read};
+use std::os::unix::fs::PermissionsExt;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
@@ -302,13 +304,11 @@ pub(crate) fn durable_copy(
         path: from.to_owned(),
         source,
     })?;
-    let total = source
-        .metadata()
-        .map_err(|source| Error::OpenSource {
-            path: from.to_owned(),
-            source,
-        })?
-        .len();
+    let meta = source.metadata().map_err(|source| Error::OpenSource {
+        path: from.to_owned(),
+        source,
+    })?;
+    let total = meta.len();
 
     remove_stale_temps(&dir, dest)?;
 
@@ -337,12 +337,18 @@ pub(crate) fn durable_copy(
         temp: temp.clone(),
         source,
     };
+    // Created with the source's mode, never wider: a database kept at
+    // 0600 does not get a world-readable copy.
     let out = fs_err::OpenOptions::new()
         .write(true)
         .create_new(true)
+        .mode(meta.permissions().mode() & 0o7777)
         .open(&temp)
         .map_err(copy_error)?;
     let guard = TempGuard(Some(temp.clone()));
+    // The umask may have narrowed it; it never widens what is set here.
+    out.set_permissions(meta.permissions())
+        .map_err(copy_error)?;
     progress(Step::TempCreated);
 
     let method = if disk.reflink(source.file(), out.file()).is_ok() {

@@ -169,10 +169,17 @@ pub(crate) fn quarantine_at(db: &ClosedDb, now: SystemTime) -> Result<Quarantine
 pub fn list(files: &DbFiles) -> Result<Vec<QuarantineSet>> {
     let dir = files.dir();
     let prefix = files.quarantine_prefix();
-    let entries = fs_err::read_dir(dir).map_err(|source| Error::List {
-        dir: dir.to_owned(),
-        source,
-    })?;
+    let entries = match fs_err::read_dir(dir) {
+        Ok(entries) => entries,
+        // A folder that does not exist yet holds no set.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(Error::List {
+                dir: dir.to_owned(),
+                source,
+            })
+        }
+    };
     let mut sets: BTreeMap<(SystemTime, u32), QuarantineSet> = BTreeMap::new();
     for entry in entries {
         let entry = entry.map_err(|source| Error::List {

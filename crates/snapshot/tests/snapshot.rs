@@ -218,3 +218,35 @@ fn a_kill_at_any_step_of_take_leaves_the_old_or_the_new_snapshot() {
         );
     }
 }
+
+#[test]
+fn copies_keep_the_database_files_mode_never_wider() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &Utf8Path| {
+        fs_err::metadata(path)
+            .expect("metadata")
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    for kept in [0o600u32, 0o640, 0o664] {
+        let (_tmp, files) = setup();
+        fs_err::write(files.db(), bytes(u64::from(kept), 70_000)).expect("write");
+        fs_err::set_permissions(files.db(), std::fs::Permissions::from_mode(kept)).expect("chmod");
+        let db = ClosedDb::assume_closed(files.clone());
+        let snapshot = take(&db).expect("take").to;
+        assert_eq!(mode(&snapshot), kept, "the snapshot of a {kept:o} database");
+        quarantine(&db).expect("set aside");
+        restore(&db, &snapshot).expect("restore");
+        assert_eq!(
+            mode(files.db()),
+            kept,
+            "the database restored from a {kept:o} snapshot"
+        );
+        let built = files.dir().join("replayed");
+        fs_err::copy(&snapshot, &built).expect("copy");
+        quarantine(&db).expect("set aside");
+        sysdb_snapshot::install(&db, &built).expect("install");
+        assert_eq!(mode(files.db()), kept, "the installed copy");
+    }
+}

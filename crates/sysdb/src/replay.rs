@@ -246,6 +246,8 @@ fn sibling(db: &Utf8Path, suffix: &str) -> Utf8PathBuf {
 fn write_prefix(from: &Utf8Path, to: &Utf8Path, cut: u64) -> io::Result<()> {
     let source = fs_err::File::open(from)?;
     let mut out = fs_err::File::create(to)?;
+    // The log's own mode: a copy is never more readable than the original.
+    out.set_permissions(source.metadata()?.permissions())?;
     let copied = io::copy(&mut source.take(cut), &mut out)?;
     if copied != cut {
         return Err(io::Error::new(
