@@ -35,8 +35,9 @@ pub(crate) fn replay_attached(
         sql_string(db.as_str())
     ))?;
     if !read_only {
-        // FORCE: a log that replays nothing (a torn first entry) is removed
-        // too, which a CHECKPOINT with nothing to write would leave.
+        // FORCE: checkpoint even where DuckDB finds nothing new to write.
+        // A log it ignored whole (torn at its first entry) may still be
+        // left beside the copy; `Replayer::build` refuses such a copy.
         conn.execute_batch(&format!("FORCE CHECKPOINT {ALIAS}"))?;
     }
     conn.execute_batch(&format!("DETACH {ALIAS}"))?;
