@@ -231,7 +231,7 @@ pub fn snapshot(global: &Global, cmd: &SnapshotCommand) -> Result<u8, Error> {
 /// `sysdb quarantine …`.
 #[derive(Debug, Subcommand)]
 pub enum QuarantineCommand {
-    /// List the sets of files set aside, newest last
+    /// List the sets of files set aside, newest first
     #[command(after_help = crate::EXIT_CODES)]
     List,
     /// Delete all but the newest N sets (the only command that deletes)
@@ -240,6 +240,9 @@ pub enum QuarantineCommand {
         /// How many of the newest sets to keep
         #[arg(long, value_name = "N")]
         keep: usize,
+        /// Do not ask for confirmation
+        #[arg(long)]
+        yes: bool,
     },
 }
 
@@ -255,8 +258,37 @@ pub fn quarantine(global: &Global, cmd: &QuarantineCommand) -> Result<u8, Error>
     let paths: Paths = global.paths()?;
     let (sets, verb) = match cmd {
         QuarantineCommand::List => (sysdb_snapshot::list(paths.files())?, "set"),
-        QuarantineCommand::Prune { keep } => {
+        QuarantineCommand::Prune { keep, yes } => {
             let _lock = sysdb::lock(&paths, LOCK_WAIT)?;
+            if paths.recovering().exists() {
+                return Err(Error::Refused(format!(
+                    "a recovery of {} is in flight ({} exists): the newest quarantine set may hold the only copy of the database; run `sysdb migrate` to finish it, then prune",
+                    paths.db(),
+                    paths.recovering()
+                )));
+            }
+            let doomed: Vec<_> = sysdb_snapshot::list(paths.files())?
+                .into_iter()
+                .skip(*keep)
+                .collect();
+            if !doomed.is_empty() {
+                let total: u64 = doomed
+                    .iter()
+                    .map(sysdb_snapshot::QuarantineSet::bytes)
+                    .sum();
+                let plan = format!(
+                    "delete {} quarantine set(s) beside {} ({}), oldest {}",
+                    doomed.len(),
+                    paths.db(),
+                    bytes(total),
+                    doomed.last().map_or("", |s| s.id.as_str())
+                );
+                if !yes && !confirm(&format!("sysdb quarantine prune will {plan}. Go on?")) {
+                    return Err(Error::Usage(format!(
+                        "not confirmed: sysdb quarantine prune would {plan}; pass --yes to go on without a question"
+                    )));
+                }
+            }
             (sysdb_snapshot::prune(paths.files(), *keep)?, "deleted")
         }
     };

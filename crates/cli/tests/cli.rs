@@ -288,15 +288,30 @@ fn recover_by_hand_sets_everything_aside_and_deletes_nothing() {
         .collect();
     assert!(files.iter().all(|f| Utf8Path::new(f).exists()), "{files:?}");
 
-    // Pruning is the one deleting command: the set's files are gone after.
-    let out = sysdb(&[
+    // Pruning is the one deleting command. Without a terminal to ask on
+    // and without --yes it deletes nothing; while a recovery is in flight
+    // it refuses.
+    let prune = [
         "--data-dir",
         data.as_str(),
         "quarantine",
         "prune",
         "--keep",
         "0",
-    ]);
+    ];
+    let out = sysdb(&prune);
+    assert_eq!(code(&out), 2, "{}", text(&out));
+    assert!(text(&out).contains("--yes"), "{}", text(&out));
+    assert!(files.iter().all(|f| Utf8Path::new(f).exists()), "{files:?}");
+    let recovering = data.join("state/system.duckdb.recovering");
+    fs_err::write(&recovering, b"{}").expect("a recovery marker");
+    let out = sysdb(&[&prune[..], &["--yes"]].concat());
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    assert!(text(&out).contains("in flight"), "{}", text(&out));
+    assert!(files.iter().all(|f| Utf8Path::new(f).exists()), "{files:?}");
+    fs_err::remove_file(&recovering).expect("remove the marker");
+
+    let out = sysdb(&[&prune[..], &["--yes"]].concat());
     assert_eq!(code(&out), 0, "{}", text(&out));
     assert!(text(&out).contains("deleted"), "{}", text(&out));
     assert!(
