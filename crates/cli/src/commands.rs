@@ -30,6 +30,10 @@ pub struct MigrateArgs {
     /// How long the probe child may take
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration, requires = "probe")]
     probe_timeout: Duration,
+    /// Migrate even though steps already applied have changed since
+    /// (drift): the database keeps what the old text of those steps did
+    #[arg(long)]
+    accept_drift: bool,
 }
 
 pub fn migrate(global: &Global, args: &MigrateArgs) -> Result<u8, Error> {
@@ -50,6 +54,7 @@ pub fn migrate(global: &Global, args: &MigrateArgs) -> Result<u8, Error> {
     let options = OpenOptions {
         lock_wait: LOCK_WAIT,
         probe,
+        accept_drift: args.accept_drift,
         ..OpenOptions::default()
     };
     let db = SystemDb::open(&paths, &ladder, &options)?;

@@ -104,6 +104,11 @@ impl Error {
                 C::OutOfMemory => "give the process more memory (the container's limit, DuckDB's memory_limit), then run the command again; no file was changed",
                 _ => "`sysdb check` says what an open would do; `sysdb status` shows the files",
             },
+            sysdb::Error::Schema { source, .. }
+                if matches!(**source, sysdb_schema::Error::Drift { .. }) =>
+            {
+                "if the change to those migrations is intended, `sysdb migrate --accept-drift` migrates anyway (`sysdb check --accept-drift` says what it would do); the database keeps what their old text did"
+            }
             sysdb::Error::Probe { .. } => "the database was not opened in this process; `sysdb check` says what an open would do",
             sysdb::Error::Reopen { .. } => "the restored copy does not open either; `sysdb quarantine list` shows every file set aside, `sysdb status` the snapshot",
             _ => return None,

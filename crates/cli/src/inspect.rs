@@ -290,8 +290,16 @@ fn plural(n: u64, thing: &str) -> String {
     }
 }
 
+/// `sysdb check`.
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// Say what `migrate --accept-drift` would do
+    #[arg(long)]
+    accept_drift: bool,
+}
+
 /// `sysdb check`: run the whole open flow on a copy and say what happened.
-pub fn check(global: &Global) -> Result<u8, Error> {
+pub fn check(global: &Global, args: &CheckArgs) -> Result<u8, Error> {
     let paths = global.paths()?;
     let ladder = global.require_ladder()?;
     if let Some(pid) = sysdb::lock_holder(&paths) {
@@ -310,6 +318,7 @@ pub fn check(global: &Global) -> Result<u8, Error> {
     let copy = copy_state(&paths, &scratch)?;
     let options = OpenOptions {
         lock_wait: Duration::ZERO,
+        accept_drift: args.accept_drift,
         ..OpenOptions::default()
     };
     let result = SystemDb::open(&copy, &ladder, &options);

@@ -64,7 +64,7 @@ enum Command {
     /// Say what `migrate` would do, and what it would lose, by running it on
     /// a copy of the files in a temporary folder; changes no file
     #[command(after_help = EXIT_CODES)]
-    Check,
+    Check(inspect::CheckArgs),
     /// Open the database the way the service does: recover if it may,
     /// migrate to the top of --migrations, and print the report
     #[command(after_help = EXIT_CODES)]
@@ -104,7 +104,7 @@ fn main() -> ExitCode {
     let json = cli.global.json;
     let result = match cli.command {
         Command::Status => inspect::status(&cli.global),
-        Command::Check => inspect::check(&cli.global),
+        Command::Check(args) => inspect::check(&cli.global, &args),
         Command::Migrate(args) => commands::migrate(&cli.global, &args),
         Command::ProbeOpen { file } => commands::probe_open(&file),
         Command::Recover(args) => commands::recover(&cli.global, &args),

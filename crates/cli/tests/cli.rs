@@ -501,3 +501,46 @@ fn a_fresh_data_folder_reads_as_empty_and_db_works_where_data_dir_is_set() {
     assert_eq!(code(&out), 0, "{}", text(&out));
     assert!(text(&out).contains(other.as_str()), "{}", text(&out));
 }
+
+#[test]
+fn drift_is_refused_by_migrate_and_check_and_accepted_with_the_flag() {
+    let (_tmp, tmp) = temp();
+    let data = tmp.join("data");
+    let migrations = tmp.join("migrations");
+    fs_err::create_dir_all(&migrations).expect("migrations");
+    for entry in fs_err::read_dir(root().join("fixtures/migrations")).expect("list") {
+        let entry = entry.expect("entry");
+        fs_err::copy(
+            entry.path(),
+            migrations.as_std_path().join(entry.file_name()),
+        )
+        .expect("copy");
+    }
+    let args = [
+        "--data-dir",
+        data.as_str(),
+        "--migrations",
+        migrations.as_str(),
+    ];
+    let out = sysdb(&[&args[..], &["migrate"]].concat());
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    // An applied step's text changes after it ran.
+    let step = fs_err::read_dir(&migrations)
+        .expect("list")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.to_string_lossy().contains("0002_"))
+        .expect("step 2");
+    let mut sql = fs_err::read_to_string(&step).expect("read");
+    sql.push_str("-- reworded after it ran\n");
+    fs_err::write(&step, sql).expect("write");
+
+    let out = sysdb(&[&args[..], &["migrate"]].concat());
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    assert!(text(&out).contains("--accept-drift"), "{}", text(&out));
+    let out = sysdb(&[&args[..], &["check"]].concat());
+    assert_eq!(code(&out), 12, "{}", text(&out));
+    let out = sysdb(&[&args[..], &["check", "--accept-drift"]].concat());
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let out = sysdb(&[&args[..], &["migrate", "--accept-drift"]].concat());
+    assert_eq!(code(&out), 0, "{}", text(&out));
+}
