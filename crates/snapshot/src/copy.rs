@@ -190,14 +190,7 @@ pub fn restore_with(
     progress: &mut dyn FnMut(Step),
 ) -> Result<Copied> {
     let files = db.files();
-    for path in std::iter::once(files.db().to_owned()).chain(files.sidecars()) {
-        if fs_err::symlink_metadata(&path).is_ok() {
-            return Err(Error::Occupied {
-                from: from.to_owned(),
-                path,
-            });
-        }
-    }
+    refuse_occupied(files, from)?;
     durable_copy(from, files.db(), Replace::Never, &RealDisk, progress)
 }
 
@@ -223,14 +216,7 @@ pub fn restore_with(
 /// ```
 pub fn install(db: &ClosedDb, from: &Utf8Path) -> Result<Moved> {
     let files = db.files();
-    for path in std::iter::once(files.db().to_owned()).chain(files.sidecars()) {
-        if fs_err::symlink_metadata(&path).is_ok() {
-            return Err(Error::Occupied {
-                from: from.to_owned(),
-                path,
-            });
-        }
-    }
+    refuse_occupied(files, from)?;
     let bytes = fs_err::metadata(from)
         .map_err(|source| Error::OpenSource {
             path: from.to_owned(),
@@ -250,6 +236,20 @@ pub fn install(db: &ClosedDb, from: &Utf8Path) -> Result<Moved> {
         to: files.db().to_owned(),
         bytes,
     })
+}
+
+/// Refuse to put `from` in the database's place while the database or a
+/// sidecar is there.
+fn refuse_occupied(files: &DbFiles, from: &Utf8Path) -> Result<()> {
+    for path in std::iter::once(files.db().to_owned()).chain(files.sidecars()) {
+        if fs_err::symlink_metadata(&path).is_ok() {
+            return Err(Error::Occupied {
+                from: from.to_owned(),
+                path,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Whether the final rename may replace an existing destination.

@@ -7,10 +7,14 @@
 //!    recover or migrate at once;
 //! 2. connect (first in a child process, with [`OpenOptions::probe`]); if
 //!    DuckDB cannot replay the write-ahead log and a pre-migrate snapshot
-//!    exists, set the database and every sidecar aside (by rename, never
-//!    deleting), restore the database file at its last checkpoint (or, only
-//!    if that file is unreadable, the snapshot) and connect again. Every
-//!    other failure is returned unchanged, and no file is touched;
+//!    exists, replay the log on copies in `system.duckdb.replay/` (the
+//!    whole log through ATTACH, else the longest prefix that replays, cut
+//!    at a commit), then set the database and every sidecar aside (by
+//!    rename, never deleting) and put in place the replayed copy, or else
+//!    the database file at its last checkpoint (or, only if that file is
+//!    unreadable, the snapshot), and connect again. A failure of the
+//!    environment, or any other failure, is returned unchanged, and no file
+//!    is touched;
 //! 3. if steps are pending: checkpoint, read every table whole (a damaged
 //!    block the open did not read refuses the window, so the snapshot is
 //!    never replaced with a copy of it), close, keep the snapshot being

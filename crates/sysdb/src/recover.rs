@@ -66,7 +66,7 @@ pub(crate) fn connect_or_recover(
                 }
                 None => {
                     let newest = newest_quarantined_db(paths)?;
-                    recovery.restore(newest.as_deref(), &wal_error, report)?
+                    recovery.restore(newest.as_deref(), &wal_error, None, report)?
                 }
             };
             return recovery.finish(conn);
@@ -135,7 +135,7 @@ pub(crate) fn connect_or_recover(
         tracing::warn!(error = %wal_error, "the database file the earlier recovery restored is unreadable");
         strict_check(paths, ladder, options, found)?;
         recovery.set_aside(report)?;
-        let conn = recovery.restore(None, &wal_error, report)?;
+        let conn = recovery.restore(None, &wal_error, None, report)?;
         return recovery.finish(conn);
     }
 
@@ -194,13 +194,7 @@ pub(crate) fn connect_or_recover(
         }
         None => {
             let db = set.database().map(|m| m.to.clone());
-            let conn = recovery.restore(db.as_deref(), &wal_error, report)?;
-            if let (Some(restored), Some(kept)) = (&mut report.restored, chosen.kept) {
-                if restored.source == RestoreSource::DatabaseAtLastCheckpoint {
-                    restored.log = Some(kept);
-                }
-            }
-            conn
+            recovery.restore(db.as_deref(), &wal_error, chosen.kept, report)?
         }
     };
     let conn = recovery.finish(conn)?;
@@ -507,11 +501,13 @@ impl Recovery<'_> {
 
     /// Restore `db` (the database file set aside, at its last checkpoint),
     /// and only if that is missing or unreadable, the pre-migrate snapshot;
-    /// connect to the result.
+    /// connect to the result. `kept`: what the replays of copies found of
+    /// the log, which the database at its last checkpoint keeps none of.
     fn restore(
         &self,
         db: Option<&Utf8Path>,
         wal_error: &duckdb::Error,
+        kept: Option<LogKept>,
         report: &mut OpenReport,
     ) -> Result<Connection> {
         let paths = self.paths;
@@ -536,7 +532,7 @@ impl Recovery<'_> {
                         from: db.to_owned(),
                         version: version(self.ladder, &conn),
                         snapshot_age_secs: None,
-                        log: None,
+                        log: kept,
                     });
                     tracing::info!(from = %db, "restored the database file at its last checkpoint");
                     return Ok(conn);
