@@ -322,6 +322,48 @@ fn a_failing_step_names_its_statement_and_leaves_the_previous_version() {
 }
 
 #[test]
+fn steps_are_split_where_duckdb_splits_them() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("system.duckdb");
+    let ladder = Ladder::new([
+        (1, "create", "CREATE TABLE t (v VARCHAR);"),
+        (
+            2,
+            "quoting",
+            "INSERT INTO t VALUES (E'o\\'brien; jr');\n\
+             /* a /* nested */ ; */ INSERT INTO t SELECT 'x' AS a$b;\n\
+             INSERT INTO t SELECT $q$;$q$ AS `c;d`;",
+        ),
+        (
+            3,
+            "broken",
+            "INSERT INTO t VALUES (E'it\\'s; fine');\nINSERT INTO t SELECT v FROM nowhere;",
+        ),
+    ])
+    .expect("valid");
+    let conn = open(&path);
+    let err = ladder
+        .apply(&conn, &ApplyOptions::default())
+        .expect_err("step 3 fails");
+    match &err {
+        Error::Step {
+            version, statement, ..
+        } => {
+            assert_eq!(*version, 3);
+            assert_eq!(statement, "INSERT INTO t SELECT v FROM nowhere");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let mut query = conn.prepare("SELECT v FROM t").expect("prepare");
+    let values: Vec<String> = query
+        .query_map([], |r| r.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(values, ["o'brien; jr", "x", ";"]);
+}
+
+#[test]
 fn status_and_plan_texts() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = db_at_25(dir.path());
