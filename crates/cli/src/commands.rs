@@ -8,7 +8,6 @@ use camino::{Utf8Path, Utf8PathBuf};
 use clap::{ArgGroup, Args, Subcommand};
 use serde::Serialize;
 use sysdb::{Connector, OpenOptions, Paths, SystemDb};
-use sysdb_snapshot::{quarantine as set_aside, restore_with, take_with, ClosedDb};
 
 use crate::error::Error;
 use crate::inspect::{open_read_only, read_version};
@@ -22,6 +21,17 @@ const LOCK_WAIT: Duration = Duration::from_secs(10);
 /// `sysdb migrate`.
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
+    #[command(flatten)]
+    probe: ProbeArgs,
+    /// Migrate even though steps already applied have changed since
+    /// (drift): the database keeps what the old text of those steps did
+    #[arg(long)]
+    accept_drift: bool,
+}
+
+/// `--probe` and its timeout, for `migrate` and `check`.
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
     /// When a write-ahead log waits, open the database first in a child
     /// process (`sysdb probe-open`), so that a replay that aborts kills the
     /// child and is recovered from like any replay failure
@@ -30,31 +40,35 @@ pub struct MigrateArgs {
     /// How long the probe child may take
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration, requires = "probe")]
     probe_timeout: Duration,
-    /// Migrate even though steps already applied have changed since
-    /// (drift): the database keeps what the old text of those steps did
-    #[arg(long)]
-    accept_drift: bool,
 }
 
-pub fn migrate(global: &Global, args: &MigrateArgs) -> Result<u8, Error> {
-    let paths = global.paths()?;
-    let ladder = global.require_ladder()?;
-    let probe = match args.probe {
-        true => Some(sysdb::Probe {
+impl ProbeArgs {
+    /// The probe these flags ask for: this binary's `probe-open`.
+    pub fn probe(&self) -> Result<Option<sysdb::Probe>, Error> {
+        if !self.probe {
+            return Ok(None);
+        }
+        Ok(Some(sysdb::Probe {
             program: std::env::current_exe().map_err(|e| {
                 Error::Refused(format!(
                     "cannot find this sysdb binary to run it as the probe: {e}"
                 ))
             })?,
             args: vec!["probe-open".to_owned()],
-            timeout: args.probe_timeout,
-        }),
-        false => None,
-    };
+            timeout: self.probe_timeout,
+        }))
+    }
+}
+
+pub fn migrate(global: &Global, args: &MigrateArgs) -> Result<u8, Error> {
+    let paths = global.paths()?;
+    let ladder = global.require_ladder()?;
+    let probe = args.probe.probe()?;
     let options = OpenOptions {
         lock_wait: LOCK_WAIT,
         probe,
         accept_drift: args.accept_drift,
+        storage_version: global.storage_version(),
         ..OpenOptions::default()
     };
     let db = SystemDb::open(&paths, &ladder, &options)?;
@@ -64,7 +78,7 @@ pub fn migrate(global: &Global, args: &MigrateArgs) -> Result<u8, Error> {
 
 /// `sysdb probe-open`.
 pub fn probe_open(file: &Utf8Path) -> Result<u8, Error> {
-    sysdb::probe_open(file).map_err(Error::duck("opening", file))?;
+    sysdb::probe_open(file, LOCK_WAIT)?;
     Ok(0)
 }
 
@@ -86,27 +100,31 @@ pub struct RecoverArgs {
 
 #[derive(Debug, Serialize)]
 struct Recovered {
-    set_aside: Vec<sysdb::MovedFile>,
-    restored_from: Utf8PathBuf,
-    restored_bytes: u64,
+    #[serde(flatten)]
+    done: sysdb::ByHand,
     version: Option<u32>,
 }
 
 /// `sysdb recover --from-snapshot | --drop-wal`.
 pub fn recover(global: &Global, args: &RecoverArgs) -> Result<u8, Error> {
     let paths = global.paths()?;
-    let plan = if args.from_snapshot {
-        if !paths.snapshot().exists() {
+    let (source, plan) = if args.from_snapshot {
+        // The newest snapshot there is: the previous one where a migration
+        // window was left open without its database.
+        let Some(snapshot) = [paths.snapshot(), paths.previous_snapshot()]
+            .into_iter()
+            .find(|s| s.exists())
+        else {
             return Err(Error::Refused(format!(
                 "there is no snapshot at {}; see `sysdb quarantine list` for the files set aside earlier",
                 paths.snapshot()
             )));
-        }
-        format!(
-            "set aside {} and its sidecars, then restore the snapshot {}; every write made after the snapshot is lost",
+        };
+        let plan = format!(
+            "set aside {} and its sidecars, then restore the snapshot {snapshot}; every write made after the snapshot is lost",
             paths.db(),
-            paths.snapshot()
-        )
+        );
+        (sysdb::HandSource::Snapshot(snapshot), plan)
     } else {
         if !paths.db().exists() {
             return Err(Error::Refused(format!(
@@ -114,50 +132,39 @@ pub fn recover(global: &Global, args: &RecoverArgs) -> Result<u8, Error> {
                 paths.db()
             )));
         }
-        format!(
+        let plan = format!(
             "set aside {} and its sidecars, then restore the database file at its last checkpoint; the commits in its write-ahead log are lost",
             paths.db()
-        )
+        );
+        (sysdb::HandSource::LastCheckpoint, plan)
     };
     if !args.yes && !confirm(&format!("sysdb recover will {plan}. Go on?")) {
         return Err(Error::Usage(format!(
             "not confirmed: sysdb recover would {plan}; pass --yes to go on without a question"
         )));
     }
-    let _lock = sysdb::lock(&paths, LOCK_WAIT)?;
-    // The open lock is held and the command opened no connection.
-    let closed = ClosedDb::assume_closed(paths.files().clone());
-    let set = set_aside(&closed)?;
-    let source = if args.from_snapshot {
-        paths.snapshot()
-    } else {
-        set.database()
-            .map(|m| m.to.clone())
-            .ok_or_else(|| Error::Refused("the database was not set aside".to_owned()))?
-    };
+    let lock = sysdb::lock(&paths, LOCK_WAIT)?;
     let mut progress = copy_progress("restoring");
-    let copied = restore_with(&closed, &source, &mut progress)?;
+    let done = sysdb::recover_by_hand(&paths, &lock, &source, &mut progress)?;
     let conn = sysdb::DuckDbConnector
         .connect(paths.db())
         .map_err(Error::duck("opening the restored", paths.db()))?;
     let recovered = Recovered {
-        set_aside: set.moved.iter().map(sysdb::MovedFile::from).collect(),
-        restored_from: source,
-        restored_bytes: copied.bytes,
         version: read_version(&conn),
+        done,
     };
     drop(conn);
     emit(global, &recovered, |r| {
         let mut out = String::new();
-        for m in &r.set_aside {
+        for m in &r.done.set_aside {
             let _ = writeln!(out, "set aside {} -> {} ({})", m.from, m.to, bytes(m.bytes));
         }
         let _ = writeln!(
             out,
             "restored {} from {} ({}), schema version {}",
             paths.db(),
-            r.restored_from,
-            bytes(r.restored_bytes),
+            r.done.restored_from,
+            bytes(r.done.restored_bytes),
             r.version.map_or("unknown".to_owned(), |v| v.to_string())
         );
         let _ = writeln!(out, "next: `sysdb migrate` brings it to the ladder's top");
@@ -195,12 +202,9 @@ pub fn snapshot(global: &Global, cmd: &SnapshotCommand) -> Result<u8, Error> {
                     paths.db()
                 )));
             }
-            let _lock = sysdb::lock(&paths, LOCK_WAIT)?;
-            // The open lock keeps every sysdb process out; the command itself
-            // opened no connection.
-            let closed = ClosedDb::assume_closed(paths.files().clone());
+            let lock = sysdb::lock(&paths, LOCK_WAIT)?;
             let mut progress = copy_progress("snapshot");
-            let taken = take_with(&closed, &mut progress)?;
+            let taken = sysdb::snapshot_now(&paths, &lock, &sysdb::DuckDbConnector, &mut progress)?;
             SnapshotReport {
                 version: open_read_only(&taken.to)
                     .ok()

@@ -90,29 +90,10 @@ impl Error {
     /// The next step for the operator, where the message alone does not
     /// say it.
     pub fn hint(&self) -> Option<&'static str> {
-        use sysdb::ErrorClass as C;
-        let Error::Sysdb(e) = self else {
-            return None;
-        };
-        Some(match &**e {
-            sysdb::Error::Open { class, .. } => match class {
-                C::WalReplay { .. } => "there is no pre-migrate snapshot, so sysdb does not recover by itself; `sysdb recover --drop-wal` restores the database file at its last checkpoint and sets the write-ahead log aside",
-                C::Locked { .. } => "stop the process that holds the database, or retry when it is done",
-                C::NotADatabase | C::CorruptDatabase | C::Truncated | C::UnsupportedStorage => "`sysdb status` shows the snapshot's age and version; `sysdb recover --from-snapshot` restores it (every write made after it is lost; the file is set aside, not deleted)",
-                C::NewerStorage => "the file was written by a newer DuckDB; open it with that version",
-                C::PermissionDenied | C::DiskFull | C::Io => "fix the file system (permissions, free space), then run the command again",
-                C::OutOfMemory => "give the process more memory (the container's limit, DuckDB's memory_limit), then run the command again; no file was changed",
-                _ => "`sysdb check` says what an open would do; `sysdb status` shows the files",
-            },
-            sysdb::Error::Schema { source, .. }
-                if matches!(**source, sysdb_schema::Error::Drift { .. }) =>
-            {
-                "if the change to those migrations is intended, `sysdb migrate --accept-drift` migrates anyway (`sysdb check --accept-drift` says what it would do); the database keeps what their old text did"
-            }
-            sysdb::Error::Probe { .. } => "the database was not opened in this process; `sysdb check` says what an open would do",
-            sysdb::Error::Reopen { .. } => "the restored copy does not open either; `sysdb quarantine list` shows every file set aside, `sysdb status` the snapshot",
-            _ => return None,
-        })
+        match self {
+            Error::Sysdb(e) => hint(e),
+            _ => None,
+        }
     }
 
     pub(crate) fn io(
@@ -138,4 +119,30 @@ impl Error {
             source: Box::new(source),
         }
     }
+}
+
+/// The next step for the operator after `e`, where its message alone does
+/// not say it.
+pub(crate) fn hint(e: &sysdb::Error) -> Option<&'static str> {
+    use sysdb::ErrorClass as C;
+    Some(match e {
+            sysdb::Error::Open { class, .. } => match class {
+                C::WalReplay { .. } => "there is no pre-migrate snapshot, so sysdb does not recover by itself; `sysdb recover --drop-wal` restores the database file at its last checkpoint and sets the write-ahead log aside",
+                C::Locked { .. } => "stop the process that holds the database, or retry when it is done",
+                C::NotADatabase | C::CorruptDatabase | C::Truncated | C::UnsupportedStorage => "`sysdb status` shows the snapshot's age and version; `sysdb recover --from-snapshot` restores it (every write made after it is lost; the file is set aside, not deleted)",
+                C::NewerStorage => "the file was written by a newer DuckDB; open it with that version",
+                C::PermissionDenied | C::DiskFull | C::Io => "fix the file system (permissions, free space), then run the command again",
+                C::OutOfMemory => "give the process more memory (the container's limit, DuckDB's memory_limit), then run the command again; no file was changed",
+                _ => "`sysdb check` says what an open would do; `sysdb status` shows the files",
+            },
+            sysdb::Error::Schema { source, .. }
+                if matches!(**source, sysdb_schema::Error::Drift { .. }) =>
+            {
+                "if the change to those migrations is intended, `sysdb migrate --accept-drift` migrates anyway (`sysdb check --accept-drift` says what it would do); the database keeps what their old text did"
+            }
+            sysdb::Error::Vanished { .. } => "`sysdb recover --from-snapshot` restores the newest snapshot (the pre-migrate one, or the previous one where only it is left; every write made after it is lost); `sysdb quarantine list` shows the files set aside; to start with an empty database, move those files away",
+            sysdb::Error::Probe { .. } => "the database was not opened in this process; `sysdb check` says what an open would do",
+            sysdb::Error::Reopen { .. } => "the restored copy does not open either; `sysdb quarantine list` shows every file set aside, `sysdb status` the snapshot",
+            _ => return None,
+    })
 }

@@ -40,6 +40,8 @@ struct SetInfo {
 
 #[derive(Debug, Serialize)]
 struct SchemaInfo {
+    /// The file's storage version, as DuckDB names it (`v1.4.0+`).
+    storage_version: Option<String>,
     version: Option<u32>,
     top: Option<u32>,
     pending: Vec<u32>,
@@ -77,6 +79,7 @@ pub fn read_version(conn: &Connection) -> Option<u32> {
 
 fn schema_info(paths: &Paths, ladder: Option<&sysdb::Ladder>) -> SchemaInfo {
     let mut info = SchemaInfo {
+        storage_version: None,
         version: None,
         top: ladder.map(sysdb::Ladder::top),
         pending: Vec::new(),
@@ -95,6 +98,7 @@ fn schema_info(paths: &Paths, ladder: Option<&sysdb::Ladder>) -> SchemaInfo {
             return info;
         }
     };
+    info.storage_version = sysdb::storage_version_of(&conn).ok().flatten();
     match ladder {
         Some(ladder) => match ladder.status(&conn) {
             Ok(s) => {
@@ -238,6 +242,12 @@ fn human_status(s: &Status) -> String {
         (true, None) => writeln!(out, "lock        held by another process"),
     };
     let schema = &s.schema;
+    if let Some(version) = &schema.storage_version {
+        let _ = writeln!(
+            out,
+            "storage     version {version} (the oldest DuckDB that reads the file)"
+        );
+    }
     let _ = match (&schema.error, schema.version, schema.top) {
         (Some(e), _, _) => writeln!(out, "schema      cannot be read: {e}"),
         (None, v, Some(top)) => writeln!(
@@ -279,6 +289,8 @@ struct Verdict {
     report: Option<serde_json::Value>,
     /// The error the open on the copy ended with.
     error: Option<String>,
+    /// For a refusal, what an operator can do next.
+    next: Option<String>,
 }
 
 /// `n thing` or `n things`.
@@ -293,6 +305,8 @@ fn plural(n: u64, thing: &str) -> String {
 /// `sysdb check`.
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {
+    #[command(flatten)]
+    probe: crate::commands::ProbeArgs,
     /// Say what `migrate --accept-drift` would do
     #[arg(long)]
     accept_drift: bool,
@@ -318,7 +332,9 @@ pub fn check(global: &Global, args: &CheckArgs) -> Result<u8, Error> {
     let copy = copy_state(&paths, &scratch)?;
     let options = OpenOptions {
         lock_wait: Duration::ZERO,
+        probe: args.probe.probe()?,
         accept_drift: args.accept_drift,
+        storage_version: global.storage_version(),
         ..OpenOptions::default()
     };
     let result = SystemDb::open(&copy, &ladder, &options);
@@ -416,17 +432,16 @@ pub fn check(global: &Global, args: &CheckArgs) -> Result<u8, Error> {
                 would_lose,
                 report: Some(value),
                 error: None,
+                next: None,
             }
         }
         Err(e) => Verdict {
             verdict: "refuse",
-            would: vec![
-                "refuse to open, and leave every file as it is".to_owned(),
-                real(&e.to_string()),
-            ],
+            would: vec!["refuse to open, and leave every file as it is".to_owned()],
             would_lose: "nothing; the service cannot start until an operator acts".to_owned(),
             report: None,
             error: Some(real(&e.to_string())),
+            next: crate::error::hint(e).map(str::to_owned),
         },
     };
     drop(result);
@@ -435,12 +450,15 @@ pub fn check(global: &Global, args: &CheckArgs) -> Result<u8, Error> {
         for line in &v.would {
             let _ = writeln!(out, "  would {line}");
         }
+        if let Some(error) = &v.error {
+            let _ = writeln!(out, "  because: {error}");
+        }
         let _ = writeln!(out, "  would lose: {}", v.would_lose);
         if v.verdict == "refuse" {
-            let _ = writeln!(
-                out,
-                "  next: see `sysdb status`; `sysdb recover --drop-wal` or `--from-snapshot` act by hand"
+            let next = v.next.as_deref().unwrap_or(
+                "see `sysdb status`; `sysdb recover --drop-wal` or `--from-snapshot` act by hand",
             );
+            let _ = writeln!(out, "  next: {next}");
         } else if v.verdict != "healthy" {
             let _ = writeln!(out, "  next: `sysdb migrate` does this for real");
         }
@@ -463,6 +481,7 @@ fn copy_state(paths: &Paths, scratch: &Utf8Path) -> Result<Paths, Error> {
     let mut pairs = vec![
         (paths.db().to_owned(), copy.db().to_owned()),
         (paths.snapshot(), copy.snapshot()),
+        (paths.previous_snapshot(), copy.previous_snapshot()),
     ];
     pairs.extend(
         paths

@@ -50,9 +50,18 @@ pub struct Global {
     /// The folder of migrations, `NNNN_name.sql` files
     #[arg(long, global = true, value_name = "DIR")]
     migrations: Option<Utf8PathBuf>,
+    /// The storage version a new database is created with (DuckDB's
+    /// STORAGE_VERSION: v1.4.0, v1.5.0, latest, …): the oldest DuckDB that
+    /// can read the file. An existing file keeps its own [default: v1.4.0]
+    #[arg(long, global = true, value_name = "VERSION", env = "SYSDB_STORAGE_VERSION", value_parser = storage_version)]
+    storage_version: Option<sysdb::StorageVersion>,
     /// Print JSON for machines instead of text
     #[arg(long, global = true)]
     json: bool,
+}
+
+fn storage_version(text: &str) -> Result<sysdb::StorageVersion, String> {
+    sysdb::StorageVersion::new(text).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Subcommand)]
@@ -162,6 +171,11 @@ impl Global {
                     .to_owned(),
             )
         })
+    }
+
+    /// The storage version new databases get.
+    pub fn storage_version(&self) -> sysdb::StorageVersion {
+        self.storage_version.clone().unwrap_or_default()
     }
 
     /// Whether output is JSON.

@@ -10,6 +10,7 @@ fn sysdb(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sysdb"))
         .args(args)
         .env_remove("DATA_DIR")
+        .env_remove("SYSDB_STORAGE_VERSION")
         .stdin(Stdio::null())
         .output()
         .expect("run sysdb")
@@ -450,6 +451,7 @@ fn sysdb_in(data_dir: &Utf8Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sysdb"))
         .args(args)
         .env("DATA_DIR", data_dir)
+        .env_remove("SYSDB_STORAGE_VERSION")
         .stdin(Stdio::null())
         .output()
         .expect("run sysdb")
@@ -539,8 +541,130 @@ fn drift_is_refused_by_migrate_and_check_and_accepted_with_the_flag() {
     assert!(text(&out).contains("--accept-drift"), "{}", text(&out));
     let out = sysdb(&[&args[..], &["check"]].concat());
     assert_eq!(code(&out), 12, "{}", text(&out));
+    let said = text(&out);
+    assert!(said.contains("  because: "), "{said}");
+    assert!(said.contains("next: if the change"), "{said}");
+    assert!(said.contains("--accept-drift"), "{said}");
+    assert!(!said.contains("would while"), "{said}");
     let out = sysdb(&[&args[..], &["check", "--accept-drift"]].concat());
     assert_eq!(code(&out), 0, "{}", text(&out));
     let out = sysdb(&[&args[..], &["migrate", "--accept-drift"]].concat());
     assert_eq!(code(&out), 0, "{}", text(&out));
+}
+
+#[test]
+fn new_databases_get_the_storage_version_asked_for_by_flag_or_environment() {
+    let (_tmp, tmp) = temp();
+    let storage = |out: &Output| json(out)["schema"]["storage_version"].clone();
+    let m = migrations();
+
+    // Unset: the default, which DuckDB 1.4 and later read.
+    let data = tmp.join("default");
+    let out = sysdb_in(&data, &["--migrations", &m, "migrate"]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(text(&out).contains("created: a new database at storage version v1.4.0"));
+    let out = sysdb_in(&data, &["status"]);
+    assert!(
+        text(&out).contains("storage     version v1.4.0+"),
+        "{}",
+        text(&out)
+    );
+
+    // The flag, with DATA_DIR set and with --data-dir.
+    let flag = tmp.join("flag");
+    let out = sysdb_in(
+        &flag,
+        &["--migrations", &m, "--storage-version", "v1.5.0", "migrate"],
+    );
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(storage(&sysdb_in(&flag, &["status", "--json"])), "v1.5.0+");
+    let flag2 = tmp.join("flag2");
+    let out = sysdb(&[
+        "--data-dir",
+        flag2.as_str(),
+        "--migrations",
+        &m,
+        "--storage-version",
+        "latest",
+        "migrate",
+    ]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(
+        storage(&sysdb(&["--data-dir", flag2.as_str(), "status", "--json"])),
+        "v2.0.0+"
+    );
+
+    // The environment; an existing file keeps its own version.
+    let env = tmp.join("env");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_sysdb"))
+            .args(args)
+            .env("DATA_DIR", &env)
+            .env("SYSDB_STORAGE_VERSION", "v1.5.0")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run sysdb")
+    };
+    assert_eq!(code(&run(&["--migrations", &m, "migrate"])), 0);
+    assert_eq!(storage(&run(&["status", "--json"])), "v1.5.0+");
+    let out = sysdb_in(
+        &env,
+        &["--migrations", &m, "--storage-version", "latest", "migrate"],
+    );
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(storage(&sysdb_in(&env, &["status", "--json"])), "v1.5.0+");
+
+    // A version DuckDB does not know is a usage error naming the known ones.
+    let out = sysdb_in(
+        &tmp.join("bad"),
+        &["--migrations", &m, "--storage-version", "v9", "migrate"],
+    );
+    assert_eq!(code(&out), 2, "{}", text(&out));
+    assert!(text(&out).contains("v1.4.0, "), "{}", text(&out));
+    assert!(!tmp.join("bad").exists());
+}
+
+#[test]
+fn where_only_the_previous_snapshot_is_left_check_and_migrate_refuse_and_recover_restores_it() {
+    let m = migrations();
+    for data_dir_set in [true, false] {
+        let (_tmp, tmp) = temp();
+        let data = tmp.join("data");
+        let run = |args: &[&str]| match data_dir_set {
+            true => sysdb_in(&data, args),
+            false => sysdb(&[&["--data-dir", data.as_str()], args].concat()),
+        };
+        assert_eq!(code(&run(&["--migrations", &m, "migrate"])), 0);
+        // A window left open without its database: only the previous
+        // snapshot is left.
+        let state = data.join("state");
+        fs_err::rename(
+            state.join("system.duckdb.pre-migrate"),
+            state.join("system.duckdb.pre-migrate.previous"),
+        )
+        .expect("rename");
+        fs_err::rename(state.join("system.duckdb"), tmp.join("gone.duckdb")).expect("rename");
+
+        let out = run(&["--migrations", &m, "migrate"]);
+        assert_eq!(code(&out), 1, "{}", text(&out));
+        assert!(text(&out).contains("is missing"), "{}", text(&out));
+        assert!(
+            text(&out).contains("recover --from-snapshot"),
+            "{}",
+            text(&out)
+        );
+        let out = run(&["--migrations", &m, "check"]);
+        assert_eq!(code(&out), 12, "check agrees with migrate: {}", text(&out));
+
+        let out = run(&["recover", "--from-snapshot", "--yes"]);
+        assert_eq!(code(&out), 0, "{}", text(&out));
+        assert!(
+            text(&out).contains("system.duckdb.pre-migrate.previous"),
+            "{}",
+            text(&out)
+        );
+        assert!(!state.join("system.duckdb.recovering").exists());
+        let out = run(&["--migrations", &m, "migrate"]);
+        assert_eq!(code(&out), 0, "{}", text(&out));
+    }
 }

@@ -3,7 +3,7 @@
 use fs_err::os::unix::fs::OpenOptionsExt;
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use camino::{Utf8Path, Utf8PathBuf};
 
@@ -190,6 +190,7 @@ pub fn restore_with(
     progress: &mut dyn FnMut(Step),
 ) -> Result<Copied> {
     let files = db.files();
+    refuse_symlink(from)?;
     refuse_occupied(files, from)?;
     durable_copy(from, files.db(), Replace::Never, &RealDisk, progress)
 }
@@ -216,6 +217,7 @@ pub fn restore_with(
 /// ```
 pub fn install(db: &ClosedDb, from: &Utf8Path) -> Result<Moved> {
     let files = db.files();
+    refuse_symlink(from)?;
     refuse_occupied(files, from)?;
     let bytes = fs_err::metadata(from)
         .map_err(|source| Error::OpenSource {
@@ -250,6 +252,17 @@ fn refuse_occupied(files: &DbFiles, from: &Utf8Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Refuse `path` if it is a symbolic link: a copy is never written through
+/// one, nor a restore read through one (it may lead anywhere).
+pub(crate) fn refuse_symlink(path: &Utf8Path) -> Result<()> {
+    match fs_err::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => Err(Error::Symlink {
+            path: path.to_owned(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Whether the final rename may replace an existing destination.
@@ -300,6 +313,7 @@ pub(crate) fn durable_copy(
     progress: &mut dyn FnMut(Step),
 ) -> Result<Copied> {
     let dir = DbFiles::new(dest)?.dir().to_owned();
+    refuse_symlink(dest)?;
     let source = fs_err::File::open(from).map_err(|source| Error::OpenSource {
         path: from.to_owned(),
         source,
@@ -349,6 +363,13 @@ pub(crate) fn durable_copy(
     // The umask may have narrowed it; it never widens what is set here.
     out.set_permissions(meta.permissions())
         .map_err(copy_error)?;
+    // And the source's owner, where this process may give it (root may;
+    // another user keeps the copy as its own).
+    let _ = rustix::fs::fchown(
+        out.file(),
+        Some(rustix::fs::Uid::from_raw(meta.uid())),
+        Some(rustix::fs::Gid::from_raw(meta.gid())),
+    );
     progress(Step::TempCreated);
 
     let method = if disk.reflink(source.file(), out.file()).is_ok() {

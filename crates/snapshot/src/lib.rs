@@ -114,6 +114,12 @@ pub enum Error {
         /// The path.
         path: Utf8PathBuf,
     },
+    /// A file sysdb would write, or restore from, is a symbolic link.
+    #[error("{path} is a symbolic link; refusing to write or restore through it (replace it with the file it points to, or remove it)")]
+    Symlink {
+        /// The link.
+        path: Utf8PathBuf,
+    },
     /// A restore found the database file or a sidecar in its way.
     #[error(
         "while restoring {from}: {path} exists; quarantine it first, a restore never overwrites"

@@ -250,3 +250,59 @@ fn copies_keep_the_database_files_mode_never_wider() {
         assert_eq!(mode(files.db()), kept, "the installed copy");
     }
 }
+
+#[test]
+fn a_symlink_is_never_written_through_nor_restored_from() {
+    let (_tmp, files) = setup();
+    fs_err::write(files.db(), bytes(7, 70_000)).expect("write");
+    let db = ClosedDb::assume_closed(files.clone());
+    let elsewhere = files.dir().join("elsewhere");
+    fs_err::write(&elsewhere, b"not to be overwritten").expect("write");
+    std::os::unix::fs::symlink(&elsewhere, files.snapshot()).expect("symlink");
+    let err = take(&db).expect_err("the snapshot is a link");
+    assert!(
+        matches!(&err, sysdb_snapshot::Error::Symlink { path } if *path == files.snapshot()),
+        "{err:?}"
+    );
+    assert_eq!(
+        fs_err::read(&elsewhere).expect("read"),
+        b"not to be overwritten"
+    );
+    insta::assert_snapshot!(
+        "symlink",
+        err.to_string()
+            .replace(files.dir().as_str(), "/srv/data/state")
+    );
+
+    fs_err::remove_file(files.snapshot()).expect("unlink");
+    quarantine(&db).expect("set aside");
+    let link = files.dir().join("link-to-a-copy");
+    std::os::unix::fs::symlink(&elsewhere, &link).expect("symlink");
+    let err = restore(&db, &link).expect_err("the source is a link");
+    assert!(
+        matches!(&err, sysdb_snapshot::Error::Symlink { path } if *path == link),
+        "{err:?}"
+    );
+    assert!(!files.db().exists());
+}
+
+#[test]
+fn copies_keep_the_database_files_owner_where_the_process_may() {
+    use std::os::unix::fs::MetadataExt;
+    let (_tmp, files) = setup();
+    fs_err::write(files.db(), bytes(8, 70_000)).expect("write");
+    let root = rustix::process::geteuid().is_root();
+    if root {
+        std::os::unix::fs::chown(files.db(), Some(4321), Some(4322)).expect("chown");
+    }
+    let owner = |p: &Utf8Path| {
+        let m = fs_err::metadata(p).expect("metadata");
+        (m.uid(), m.gid())
+    };
+    let db = ClosedDb::assume_closed(files.clone());
+    let snapshot = take(&db).expect("take").to;
+    assert_eq!(owner(&snapshot), owner(files.db()));
+    if root {
+        assert_eq!(owner(&snapshot), (4321, 4322));
+    }
+}

@@ -1,7 +1,10 @@
 //! Opening a DuckDB connection, behind a seam tests can replace.
 
+use std::fmt;
+
 use camino::Utf8Path;
 use duckdb::{Config, Connection};
+use serde::Serialize;
 
 /// Opens connections to a database file. [`DuckDbConnector`] is the real
 /// one; tests put failures here, the way the seed service patched
@@ -42,4 +45,81 @@ where
     fn connect(&self, path: &Utf8Path) -> duckdb::Result<Connection> {
         self(path)
     }
+}
+
+/// The storage version a *new* database is created with: DuckDB's
+/// `STORAGE_VERSION` (`v1.4.0`, `v1.5.0`, `latest`, …), which decides the
+/// oldest DuckDB that can read the file. An existing file keeps the
+/// version it has: sysdb never upgrades one.
+///
+/// The default, [`StorageVersion::DEFAULT`], is `v1.4.0`: a file DuckDB
+/// 1.4, 1.5 and 2.0 all read and write, so a service on DuckDB 1.4 or
+/// later can share the database sysdb creates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct StorageVersion(String);
+
+impl StorageVersion {
+    /// The version new databases get unless told otherwise.
+    pub const DEFAULT: &'static str = "v1.4.0";
+
+    /// `version`, as DuckDB reads it: `Err` with DuckDB's message, which
+    /// lists the versions it knows, if it is not one of them.
+    pub fn new(version: &str) -> duckdb::Result<Self> {
+        let conn = Connection::open_in_memory_with_flags(config()?)?;
+        conn.execute_batch(&format!(
+            "SET storage_compatibility_version = {}",
+            sql_string(version)
+        ))?;
+        conn.close().map_err(|(_, e)| e)?;
+        Ok(Self(version.to_owned()))
+    }
+
+    /// The version's name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for StorageVersion {
+    fn default() -> Self {
+        Self(Self::DEFAULT.to_owned())
+    }
+}
+
+impl fmt::Display for StorageVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Create a new, empty database at `path` with storage version `version`,
+/// through ATTACH from an in-memory DuckDB, and sync it.
+pub(crate) fn create(
+    connector: &dyn Connector,
+    path: &Utf8Path,
+    version: &StorageVersion,
+) -> duckdb::Result<()> {
+    let conn = connector.connect_in_memory()?;
+    conn.execute_batch(&format!(
+        "ATTACH {} AS sysdb_created (STORAGE_VERSION {}); DETACH sysdb_created",
+        sql_string(path.as_str()),
+        sql_string(version.as_str())
+    ))?;
+    conn.close().map_err(|(_, e)| e)
+}
+
+/// The storage version DuckDB reads in the open database `conn` is
+/// connected to (DuckDB's `storage_version` tag, e.g. `v1.4.0+`).
+pub fn storage_version_of(conn: &Connection) -> duckdb::Result<Option<String>> {
+    conn.query_row(
+        "SELECT tags['storage_version'] FROM duckdb_databases() WHERE database_name = current_database()",
+        [],
+        |row| row.get(0),
+    )
+}
+
+/// `text` as an SQL string literal.
+pub(crate) fn sql_string(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
 }

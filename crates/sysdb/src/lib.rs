@@ -59,15 +59,17 @@ use camino::Utf8PathBuf;
 use duckdb::Connection;
 use sysdb_snapshot::ClosedDb;
 
-pub use connect::{config, Connector, DuckDbConnector};
+pub use connect::{config, storage_version_of, Connector, DuckDbConnector, StorageVersion};
 pub use lock::OpenLock;
 pub use marker::{sha256_file, Marker, Recovering};
 pub use paths::{Paths, DATA_DIR_ENV};
 pub use probe::{probe_open, Probe};
+pub use recover::{recover_by_hand, ByHand, HandSource};
 pub use report::{
     FailedCommit, LogKept, MetError, Migration, MovedFile, OpenReport, Phase, ProbeOutcome,
     RestoreSource, Restored, StepRun,
 };
+pub use window::snapshot_now;
 
 /// This crate's failpoints, in the order an open meets them:
 ///
@@ -90,8 +92,10 @@ pub use report::{
 ///   not yet reopened;
 /// - `sysdb::window::applied`: every step applied and checkpointed, the
 ///   intent marker still there;
-/// - `sysdb::open::done`: the open is complete.
-pub const FAILPOINTS: [&str; 12] = [
+/// - `sysdb::open::done`: the open is complete;
+/// - `sysdb::recover::by_hand::set_aside`: a recovery by hand
+///   ([`recover_by_hand`]) set the files aside and has not restored.
+pub const FAILPOINTS: [&str; 13] = [
     "sysdb::open::locked",
     "sysdb::open::connected",
     "sysdb::recover::replayed",
@@ -104,6 +108,7 @@ pub const FAILPOINTS: [&str; 12] = [
     "sysdb::window::marked",
     "sysdb::window::applied",
     "sysdb::open::done",
+    "sysdb::recover::by_hand::set_aside",
 ];
 pub use sysdb_errclass::ErrorClass;
 pub use sysdb_schema::Ladder;
@@ -125,6 +130,9 @@ pub struct OpenOptions {
     /// takes down the child and not the service. A child killed by a
     /// signal counts as a replay failure and is recovered from like one.
     pub probe: Option<Probe>,
+    /// The storage version a new database is created with; an existing
+    /// file keeps its own.
+    pub storage_version: StorageVersion,
 }
 
 impl Default for OpenOptions {
@@ -134,6 +142,7 @@ impl Default for OpenOptions {
             strict_snapshot: false,
             accept_drift: false,
             probe: None,
+            storage_version: StorageVersion::default(),
         }
     }
 }
@@ -225,6 +234,19 @@ impl SystemDb {
         Closed {
             db: ClosedDb::assume_closed(files),
             _lock: self.lock,
+        }
+    }
+}
+
+impl Error {
+    /// [`Error::Open`] of the database at `path`, with DuckDB's error
+    /// classified.
+    pub(crate) fn open(path: &camino::Utf8Path) -> impl FnOnce(duckdb::Error) -> Self {
+        let path = path.to_owned();
+        move |source| Error::Open {
+            path,
+            class: sysdb_errclass::classify_error(&source),
+            source: Box::new(source),
         }
     }
 }
@@ -338,7 +360,7 @@ pub enum Error {
         why: &'static str,
     },
     /// The database file is missing where files show that one existed.
-    #[error("{path} is missing, but {} show that a database existed; refusing to start an empty one in its place. Restore it with `sysdb recover --from-snapshot`, or move those files away to start empty", .evidence.join(", "))]
+    #[error("{path} is missing, but {} show that a database existed; refusing to start an empty one in its place", .evidence.join(", "))]
     Vanished {
         /// The database.
         path: Utf8PathBuf,
@@ -404,6 +426,18 @@ pub enum Error {
         doing: &'static str,
         /// The underlying failure.
         source: std::io::Error,
+    },
+    /// A new database could not be created; nothing is in its place.
+    #[error(
+        "while creating the new database {path} at storage version {storage_version}: {source}"
+    )]
+    Create {
+        /// The database.
+        path: Utf8PathBuf,
+        /// The storage version it was to have.
+        storage_version: StorageVersion,
+        /// DuckDB's error.
+        source: Box<duckdb::Error>,
     },
     /// A statement sysdb runs itself (CHECKPOINT) failed.
     #[error("while running {statement} on {path}: {source}")]

@@ -54,6 +54,11 @@ pub struct Recovering {
     /// when it restores the database file at its last checkpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replayed: Option<Utf8PathBuf>,
+    /// The snapshot a recovery by hand restores (see
+    /// [`recover_by_hand`](crate::recover_by_hand)), relative to the
+    /// database's folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<Utf8PathBuf>,
 }
 
 impl Marker {
@@ -132,6 +137,18 @@ pub(crate) fn write(
         path: paths.db().to_owned(),
         source,
     })
+}
+
+impl Recovering {
+    /// Write this recovery marker beside the database, durably.
+    pub(crate) fn write(&self, paths: &Paths) -> Result<()> {
+        write(
+            paths,
+            &paths.recovering(),
+            &self.to_bytes(),
+            "writing the recovery marker for",
+        )
+    }
 }
 
 /// The SHA-256 of a file, in lowercase hex, read in bounded memory.

@@ -78,6 +78,7 @@ pub(crate) fn observe(paths: &Paths) -> Result<Found> {
             started_at: "unknown".to_owned(),
             pid: 0,
             replayed: None,
+            snapshot: None,
         }),
     };
     let mut evidence: Vec<String> = [paths.snapshot(), paths.previous_snapshot(), paths.wal()]
@@ -116,9 +117,11 @@ pub(crate) fn observe(paths: &Paths) -> Result<Found> {
 /// How an open begins.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Start {
-    /// Connect to the database (creating it if there is none and nothing
-    /// shows one existed).
+    /// Connect to the database.
     Connect,
+    /// There is no database and nothing shows one existed: create it (at
+    /// the storage version the options name), then connect.
+    Create,
     /// A recovery was killed after it set the database aside, or while it
     /// set aside the files a replayed copy replaces: finish it without
     /// connecting first.
@@ -138,7 +141,7 @@ pub(crate) fn start(found: &Found) -> Start {
     match (found.db, found.recovering.is_some()) {
         (true, _) => Start::Connect,
         (false, true) => Start::FinishRecovery,
-        (false, false) if found.evidence.is_empty() => Start::Connect,
+        (false, false) if found.evidence.is_empty() => Start::Create,
         (false, false) => Start::Vanished(found.evidence.clone()),
     }
 }
@@ -325,6 +328,7 @@ mod tests {
             started_at: "2026-12-01T12:00:00Z".to_owned(),
             pid: 7,
             replayed: None,
+            snapshot: None,
         })
     }
 
@@ -340,7 +344,7 @@ mod tests {
                     snapshot: false,
                     ..found()
                 },
-                Start::Connect,
+                Start::Create,
             ),
             (
                 "only a snapshot",

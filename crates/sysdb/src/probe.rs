@@ -30,8 +30,22 @@ pub struct Probe {
 
 /// What a probe child does: open the database at `db` as sysdb would
 /// (replaying its write-ahead log), then close it.
-pub fn probe_open(db: &Utf8Path) -> duckdb::Result<()> {
-    DuckDbConnector.connect(db)?.close().map_err(|(_, e)| e)
+///
+/// Under the open lock: a probe that the open holding the lock started
+/// (the lock file names this process's parent) runs under that one; a
+/// probe run by hand takes the lock first, waiting up to `lock_wait`, so
+/// that it never replays a log while another process opens or recovers.
+pub fn probe_open(db: &Utf8Path, lock_wait: Duration) -> Result<()> {
+    let paths = crate::Paths::for_db(db)?;
+    let parent = rustix::process::getppid().map(|p| p.as_raw_nonzero().get().unsigned_abs());
+    let _lock = match crate::lock_holder(&paths) {
+        Some(Some(holder)) if Some(holder) == parent => None,
+        _ => Some(crate::lock(&paths, lock_wait)?),
+    };
+    DuckDbConnector
+        .connect(db)
+        .and_then(|conn| conn.close().map_err(|(_, e)| e))
+        .map_err(Error::open(db))
 }
 
 /// Run the probe on `db` and say how it ended.

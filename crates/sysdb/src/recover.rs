@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use camino::{Utf8Path, Utf8PathBuf};
 use duckdb::{AccessMode, Connection};
+use serde::Serialize;
 use sysdb_errclass::{classify_error, ErrorClass, WalReplayCause};
 use sysdb_schema::Ladder;
 use sysdb_snapshot::{install, quarantine, remove_durably, restore, ClosedDb};
@@ -22,7 +23,7 @@ use crate::report::{
     FailedCommit, LogKept, MetError, MovedFile, ProbeOutcome, RestoreSource, Restored,
 };
 use crate::wal::{Cuts, Tail, WalLayout};
-use crate::{config, probe, Connector, Error, OpenOptions, OpenReport, Paths, Result};
+use crate::{config, probe, Connector, Error, OpenLock, OpenOptions, OpenReport, Paths, Result};
 
 pub(crate) fn connect_or_recover(
     paths: &Paths,
@@ -56,7 +57,14 @@ pub(crate) fn connect_or_recover(
             let marker = found.recovering.as_ref();
             tracing::warn!(started_at = ?marker.map(|m| &m.started_at), "an earlier recovery was killed before it restored the database; finishing it");
             let wal_error = duck_error(marker.map_or("", |m| m.error.as_str()));
+            let by_hand = marker
+                .and_then(|m| m.snapshot.as_ref())
+                .map(|s| paths.dir().join(s));
             let conn = match &found.replayed {
+                _ if by_hand.is_some() => {
+                    let snapshot = by_hand.as_deref().unwrap_or(paths.db());
+                    recovery.restore_snapshot(snapshot, wal_error.to_string().as_str(), report)?
+                }
                 Some(built) => {
                     if found.db {
                         recovery.set_aside(report)?;
@@ -71,6 +79,7 @@ pub(crate) fn connect_or_recover(
             };
             return recovery.finish(conn);
         }
+        Start::Create => recovery.create(report)?,
         Start::Connect => {}
     }
     if found.recovering.is_some() {
@@ -169,13 +178,9 @@ pub(crate) fn connect_or_recover(
             .as_ref()
             .and_then(|b| b.strip_prefix(paths.dir()).ok())
             .map(Utf8Path::to_owned),
+        snapshot: None,
     };
-    crate::marker::write(
-        paths,
-        &paths.recovering(),
-        &marker.to_bytes(),
-        "writing the recovery marker for",
-    )?;
+    marker.write(paths)?;
     #[cfg(feature = "failpoints")]
     fail::fail_point!("sysdb::recover::marked");
     let set = recovery.set_aside(report)?;
@@ -230,6 +235,40 @@ struct Recovery<'a> {
 }
 
 impl Recovery<'_> {
+    /// Create the new database at the options' storage version, in the
+    /// scratch folder, and rename it into place: a kill leaves either no
+    /// database or a whole one.
+    fn create(&self, report: &mut OpenReport) -> Result<()> {
+        let paths = self.paths;
+        let phase = Instant::now();
+        let version = &self.options.storage_version;
+        let io_error = |doing| {
+            move |source| Error::Replay {
+                path: paths.db().to_owned(),
+                doing,
+                source,
+            }
+        };
+        let scratch = Scratch::new(paths).map_err(io_error("preparing the scratch folder for"))?;
+        let new = scratch
+            .fresh("new")
+            .map_err(io_error("preparing the scratch folder for"))?;
+        crate::connect::create(self.connector, &new, version).map_err(|source| Error::Create {
+            path: paths.db().to_owned(),
+            storage_version: version.clone(),
+            source: Box::new(source),
+        })?;
+        fs_err::File::open(&new)
+            .and_then(|f| f.sync_all())
+            .map_err(io_error("syncing the new database"))?;
+        install(&self.closed, &new).map_err(self.files_error("creating"))?;
+        scratch.remove();
+        tracing::info!(db = %paths.db(), storage_version = %version, "created the database");
+        report.created = Some(version.clone());
+        report.phase("create", phase);
+        Ok(())
+    }
+
     fn files_error(&self, doing: &'static str) -> impl FnOnce(sysdb_snapshot::Error) -> Error {
         let path = self.paths.db().to_owned();
         move |source| Error::Move {
@@ -553,7 +592,19 @@ impl Recovery<'_> {
         }
 
         // Then the pre-migrate snapshot.
-        let snapshot = paths.snapshot();
+        self.restore_snapshot(&paths.snapshot(), &wal_error.to_string(), report)
+    }
+
+    /// Restore `snapshot` (a copy: the snapshot stays) and connect; `why`
+    /// is the failure the recovery began with.
+    fn restore_snapshot(
+        &self,
+        snapshot: &Utf8Path,
+        why: &str,
+        report: &mut OpenReport,
+    ) -> Result<Connection> {
+        let paths = self.paths;
+        let snapshot = snapshot.to_owned();
         let age = age(&snapshot);
         let phase = Instant::now();
         restore(&self.closed, &snapshot).map_err(self.files_error("restoring"))?;
@@ -561,7 +612,11 @@ impl Recovery<'_> {
         fail::fail_point!("sysdb::recover::restored");
         let reconnect = self.connector.connect(paths.db());
         report.phase("restore-snapshot", phase);
-        let conn = reconnect.map_err(reopen_error)?;
+        let conn = reconnect.map_err(|reconnect| Error::Reopen {
+            path: paths.db().to_owned(),
+            reconnect: Box::new(reconnect),
+            source: Box::new(duck_error(why)),
+        })?;
         let version = version(self.ladder, &conn);
         tracing::info!(snapshot = %snapshot, ?age, ?version, "restored the pre-migrate snapshot");
         report.restored = Some(Restored {
@@ -659,4 +714,92 @@ fn read_only_version(path: &Utf8Path, ladder: &Ladder) -> Option<u32> {
     let config = config().ok()?.access_mode(AccessMode::ReadOnly).ok()?;
     let conn = Connection::open_with_flags(path, config).ok()?;
     version(ladder, &conn)
+}
+
+/// What a recovery by hand restores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HandSource {
+    /// The database file at its last checkpoint: the commits in its
+    /// write-ahead log are lost (they stay in quarantine).
+    LastCheckpoint,
+    /// This snapshot, by copy: every write made after it is lost.
+    Snapshot(Utf8PathBuf),
+}
+
+/// What a recovery by hand did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ByHand {
+    /// The files set aside, in the order they were moved.
+    pub set_aside: Vec<MovedFile>,
+    /// What the database was restored from.
+    pub restored_from: Utf8PathBuf,
+    /// Its size.
+    pub restored_bytes: u64,
+}
+
+/// Recover by hand, where an open refuses: write the recovery marker, set
+/// the database and its sidecars aside, restore `source` by copy, remove
+/// the marker. A kill on the way leaves the marker, and the next open
+/// finishes the same recovery instead of refusing a folder whose database
+/// is gone. `_held` is the proof that this process holds the open lock; it
+/// holds no connection to the database.
+pub fn recover_by_hand(
+    paths: &Paths,
+    _held: &OpenLock,
+    source: &HandSource,
+    progress: &mut dyn FnMut(sysdb_snapshot::Step),
+) -> Result<ByHand> {
+    let moving = |doing| {
+        move |source| Error::Move {
+            doing,
+            path: paths.db().to_owned(),
+            source,
+        }
+    };
+    let (error, snapshot) = match source {
+        HandSource::LastCheckpoint => (
+            "recovery by hand: the database file at its last checkpoint".to_owned(),
+            None,
+        ),
+        HandSource::Snapshot(s) => (
+            format!("recovery by hand: the snapshot {s}"),
+            Some(
+                s.strip_prefix(paths.dir())
+                    .map_or_else(|_| s.clone(), Utf8Path::to_owned),
+            ),
+        ),
+    };
+    let marker = Recovering {
+        class: "by-hand".to_owned(),
+        error,
+        started_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        pid: std::process::id(),
+        replayed: None,
+        snapshot,
+    };
+    marker.write(paths)?;
+    let closed = ClosedDb::assume_closed(paths.files().clone());
+    let set = quarantine(&closed).map_err(moving("quarantining"))?;
+    let from = match source {
+        HandSource::Snapshot(s) => s.clone(),
+        HandSource::LastCheckpoint => {
+            set.database()
+                .map(|m| m.to.clone())
+                .ok_or_else(|| Error::Vanished {
+                    path: paths.db().to_owned(),
+                    evidence: vec![paths.recovering().to_string()],
+                })?
+        }
+    };
+    #[cfg(feature = "failpoints")]
+    fail::fail_point!("sysdb::recover::by_hand::set_aside");
+    let copied =
+        sysdb_snapshot::restore_with(&closed, &from, progress).map_err(moving("restoring"))?;
+    remove_durably(&paths.recovering()).map_err(moving("removing the recovery marker of"))?;
+    Ok(ByHand {
+        set_aside: set.moved.iter().map(MovedFile::from).collect(),
+        restored_from: from,
+        restored_bytes: copied.bytes,
+    })
 }

@@ -14,6 +14,7 @@ use std::io::{self, Read};
 use camino::{Utf8Path, Utf8PathBuf};
 use sysdb_errclass::{classify_error, ErrorClass, WalReplayCause};
 
+use crate::connect::sql_string;
 use crate::{Connector, Paths, Probe, ProbeOutcome};
 
 /// The alias the replayed database is attached under.
@@ -42,11 +43,6 @@ pub(crate) fn replay_attached(
     }
     conn.execute_batch(&format!("DETACH {ALIAS}"))?;
     conn.close().map_err(|(_, e)| e)
-}
-
-/// `text` as an SQL string literal.
-fn sql_string(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
 }
 
 /// A DuckDB error carrying `text`.
@@ -84,7 +80,7 @@ impl Scratch {
     }
 
     /// A fresh subfolder `sub`, and the database's name in it.
-    fn fresh(&self, sub: &str) -> io::Result<Utf8PathBuf> {
+    pub fn fresh(&self, sub: &str) -> io::Result<Utf8PathBuf> {
         let dir = self.dir.join(sub);
         if fs_err::symlink_metadata(&dir).is_ok() {
             fs_err::remove_dir_all(&dir)?;

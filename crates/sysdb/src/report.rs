@@ -7,7 +7,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde::Serialize;
 use sysdb_errclass::ErrorClass;
 
-use crate::{Marker, Recovering};
+use crate::{Marker, Recovering, StorageVersion};
 
 /// What [`SystemDb::open`](crate::SystemDb::open) found and did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -16,6 +16,8 @@ pub struct OpenReport {
     pub path: Utf8PathBuf,
     /// The size of the write-ahead log when the open began, if there was one.
     pub wal_at_open: Option<u64>,
+    /// There was no database: it was created, at this storage version.
+    pub created: Option<StorageVersion>,
     /// The error the first connect met, if any.
     pub error: Option<MetError>,
     /// Files set aside, in the order they were moved.
@@ -243,6 +245,7 @@ impl OpenReport {
         Self {
             path: path.to_owned(),
             wal_at_open: None,
+            created: None,
             error: None,
             quarantined: Vec::new(),
             wal_bytes_set_aside: 0,
@@ -276,6 +279,9 @@ impl fmt::Display for OpenReport {
                 "recovery resumed: a recovery started at {} by process {} ({}) had been killed",
                 r.started_at, r.pid, r.class
             )?;
+        }
+        if let Some(version) = &self.created {
+            writeln!(f, "created: a new database at storage version {version}")?;
         }
         if let Some(p) = &self.probe {
             writeln!(f, "probe: the first open in a child process {p}")?;

@@ -5,12 +5,12 @@ use std::time::{Instant, SystemTime};
 
 use duckdb::Connection;
 use sysdb_schema::{ApplyOptions, Ladder};
-use sysdb_snapshot::{forget_previous, keep_previous, remove_durably, take, ClosedDb};
+use sysdb_snapshot::{forget_previous, keep_previous, remove_durably, take, take_with, ClosedDb};
 
 use crate::marker::{sha256_file, Marker};
 use crate::plan::Found;
 use crate::report::{Migration, StepRun};
-use crate::{Connector, Error, ErrorClass, OpenOptions, OpenReport, Paths, Result};
+use crate::{Connector, Error, ErrorClass, OpenLock, OpenOptions, OpenReport, Paths, Result};
 
 pub(crate) fn ensure_schema(
     conn: Connection,
@@ -72,11 +72,7 @@ pub(crate) fn ensure_schema(
             let phase = Instant::now();
             let conn = connector
                 .connect(paths.db())
-                .map_err(|source| Error::Open {
-                    path: paths.db().to_owned(),
-                    class: sysdb_errclass::classify_error(&source),
-                    source: Box::new(source),
-                })?;
+                .map_err(Error::open(paths.db()))?;
             report.phase("reopen", phase);
             (conn, taken.to, taken.bytes)
         }
@@ -115,12 +111,7 @@ fn snapshot_window(
     report: &mut OpenReport,
 ) -> Result<sysdb_snapshot::Copied> {
     let phase = Instant::now();
-    conn.execute_batch("CHECKPOINT")
-        .map_err(|source| Error::Statement {
-            path: paths.db().to_owned(),
-            statement: "CHECKPOINT",
-            source: Box::new(source),
-        })?;
+    checkpoint(&conn, paths)?;
     #[cfg(feature = "failpoints")]
     fail::fail_point!("sysdb::window::checkpointed");
     report.phase("checkpoint", phase);
@@ -128,15 +119,7 @@ fn snapshot_window(
     read_whole(&conn, paths)?;
     report.phase("read-whole", phase);
     let phase = Instant::now();
-    drop(conn);
-    let closed = ClosedDb::assume_closed(paths.files().clone());
-    // The snapshot being replaced stays until a window completes: the
-    // database may hold damage that only the migration reads.
-    keep_previous(&closed).map_err(|source| Error::Move {
-        doing: "keeping the previous snapshot of",
-        path: paths.db().to_owned(),
-        source,
-    })?;
+    let closed = close_keeping_previous(conn, paths)?;
     // The database is closed and this process holds the open lock, so
     // nothing writes it: its SHA-256, computed while it is copied, is the
     // snapshot's, and the two passes over the file overlap.
@@ -179,6 +162,57 @@ fn snapshot_window(
     fail::fail_point!("sysdb::window::marked");
     tracing::info!(snapshot = %taken.to, bytes = taken.bytes, from = plan.from, to = plan.to, "took the pre-migrate snapshot");
     Ok(taken)
+}
+
+/// Take the pre-migrate snapshot now, outside a migration (an operator's
+/// `sysdb snapshot take`), as a migration window takes it: connect (which
+/// replays a log that waits), checkpoint, read the database whole, close;
+/// keep the snapshot it replaces as the previous one; copy. A damaged block
+/// refuses before the last good snapshot is touched, and a database that
+/// does not open (a log that does not replay, another process's DuckDB
+/// lock) is refused with the connect's error. No intent marker is written:
+/// no migration is in flight. `_held` is the proof that this process holds
+/// the open lock.
+pub fn snapshot_now(
+    paths: &Paths,
+    _held: &OpenLock,
+    connector: &dyn Connector,
+    progress: &mut dyn FnMut(sysdb_snapshot::Step),
+) -> Result<sysdb_snapshot::Copied> {
+    let conn = connector
+        .connect(paths.db())
+        .map_err(Error::open(paths.db()))?;
+    checkpoint(&conn, paths)?;
+    read_whole(&conn, paths)?;
+    let closed = close_keeping_previous(conn, paths)?;
+    take_with(&closed, progress).map_err(|source| Error::Move {
+        doing: "taking the pre-migrate snapshot of",
+        path: paths.db().to_owned(),
+        source,
+    })
+}
+
+/// Close the database and keep the snapshot about to be replaced as the
+/// previous one: it stays until a window completes, since the database
+/// may hold damage that only the migration reads.
+fn close_keeping_previous(conn: Connection, paths: &Paths) -> Result<ClosedDb> {
+    drop(conn);
+    let closed = ClosedDb::assume_closed(paths.files().clone());
+    keep_previous(&closed).map_err(|source| Error::Move {
+        doing: "keeping the previous snapshot of",
+        path: paths.db().to_owned(),
+        source,
+    })?;
+    Ok(closed)
+}
+
+fn checkpoint(conn: &Connection, paths: &Paths) -> Result<()> {
+    conn.execute_batch("CHECKPOINT")
+        .map_err(|source| Error::Statement {
+            path: paths.db().to_owned(),
+            statement: "CHECKPOINT",
+            source: Box::new(source),
+        })
 }
 
 /// Read every column of every table, so that a damaged block is found

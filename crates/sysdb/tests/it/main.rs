@@ -133,7 +133,9 @@ fn child() {
         // The probe protocol adds the database after the test's arguments.
         [role] if role == "probe" => {
             let db = std::env::args().next_back().expect("the database");
-            if let Err(e) = sysdb::probe_open(Utf8Path::new(&db)) {
+            if let Err(e) =
+                sysdb::probe_open(Utf8Path::new(&db), std::time::Duration::from_secs(30))
+            {
                 eprintln!("probe: {e}");
                 std::process::exit(1);
             }

@@ -776,3 +776,97 @@ fn a_replay_that_kills_the_probe_is_salvaged_in_the_probe_child() {
     );
     assert_set_aside_unchanged(&before, &folder_digest(&dir.state()), report);
 }
+
+fn storage_version(path: &Utf8Path) -> String {
+    let conn = duckdb::Connection::open(path).expect("open");
+    sysdb::storage_version_of(&conn)
+        .expect("query")
+        .expect("a storage version")
+}
+
+#[test]
+fn a_new_database_gets_the_storage_version_asked_for_and_an_existing_one_keeps_its_own() {
+    let dir = StateDir::new();
+    let at = |name: &str| Paths::from_data_dir(dir.data.join(name)).expect("paths");
+    let with = |version: &str| OpenOptions {
+        storage_version: sysdb::StorageVersion::new(version).expect("a version DuckDB knows"),
+        ..OpenOptions::default()
+    };
+
+    // By default, one DuckDB 1.4 and later read.
+    let default = at("default");
+    let db = open(&default).expect("open");
+    assert_eq!(
+        db.report().created.as_ref().map(|v| v.as_str()),
+        Some(sysdb::StorageVersion::DEFAULT)
+    );
+    drop(db);
+    assert_eq!(storage_version(default.db()), "v1.4.0+");
+    assert!(!Utf8Path::new(&format!("{}.replay", default.db())).exists());
+
+    let latest = at("latest");
+    drop(SystemDb::open(&latest, &ladder(), &with("latest")).expect("open"));
+    assert_eq!(storage_version(latest.db()), "v2.0.0+");
+
+    // A file that exists keeps its version, whatever the options say,
+    // through a migration and its checkpoints.
+    let old = at("old");
+    drop(SystemDb::open(&old, &ladder_to(3), &with("v1.4.0")).expect("open at v3"));
+    let db = SystemDb::open(&old, &ladder(), &with("latest")).expect("migrate");
+    assert!(db.report().created.is_none());
+    assert!(db.report().migration.is_some());
+    drop(db);
+    assert_eq!(storage_version(old.db()), "v1.4.0+");
+
+    let err = sysdb::StorageVersion::new("v9").expect_err("not a DuckDB version");
+    assert!(err.to_string().contains("v1.4.0, "), "{err}");
+}
+
+#[test]
+fn a_snapshot_taken_by_hand_reads_the_database_whole_first_and_keeps_the_one_it_replaces() {
+    let dir = StateDir::new();
+    let paths = dir.paths();
+    at_v26_with_snapshot(&paths, 100);
+    let first = fs_err::read(paths.snapshot()).expect("snapshot");
+
+    // Healthy: the snapshot it replaces is kept as the previous one.
+    let lock = sysdb::lock(&paths, Duration::ZERO).expect("lock");
+    let taken =
+        sysdb::snapshot_now(&paths, &lock, &DuckDbConnector, &mut |_| {}).expect("snapshot");
+    assert_eq!(taken.to, paths.snapshot());
+    assert_eq!(
+        fs_err::read(paths.previous_snapshot()).expect("previous"),
+        first
+    );
+    assert!(!paths.marker().exists());
+    drop(lock);
+
+    // Damaged blocks: refused before either snapshot is touched.
+    damage_a_table_the_open_does_not_read(paths.db());
+    let snapshot = fs_err::read(paths.snapshot()).expect("snapshot");
+    let previous = fs_err::read(paths.previous_snapshot()).expect("previous");
+    let lock = sysdb::lock(&paths, Duration::ZERO).expect("lock");
+    let err =
+        sysdb::snapshot_now(&paths, &lock, &DuckDbConnector, &mut |_| {}).expect_err("damaged");
+    assert!(
+        matches!(&err, Error::Unreadable { table, class: ErrorClass::CorruptDatabase, .. } if table == "\"main\".\"payloads\""),
+        "{err:?}"
+    );
+    assert_eq!(fs_err::read(paths.snapshot()).expect("snapshot"), snapshot);
+    assert_eq!(
+        fs_err::read(paths.previous_snapshot()).expect("previous"),
+        previous
+    );
+}
+
+#[test]
+fn a_probe_run_by_hand_waits_for_the_open_lock() {
+    let dir = StateDir::new();
+    let paths = dir.paths();
+    drop(open(&paths).expect("open"));
+    let lock = sysdb::lock(&paths, Duration::ZERO).expect("lock");
+    let err = sysdb::probe_open(paths.db(), Duration::from_millis(50)).expect_err("locked");
+    assert!(matches!(err, Error::Locked { .. }), "{err:?}");
+    drop(lock);
+    sysdb::probe_open(paths.db(), Duration::ZERO).expect("the probe opens");
+}

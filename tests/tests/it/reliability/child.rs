@@ -54,6 +54,9 @@ pub(crate) struct Job {
     pub(crate) options: ChildOptions,
     /// Instead of the open: read every copy of the data in the folder.
     pub(crate) digests: bool,
+    /// Instead of the open: an operator's recovery by hand, from the
+    /// snapshot (`true`) or from the database at its last checkpoint.
+    pub(crate) by_hand: Option<bool>,
 }
 
 /// What a child saw.
@@ -165,6 +168,29 @@ fn reliability_child() {
     }
 
     let paths = Paths::from_data_dir(&job.data).expect("paths");
+    if let Some(from_snapshot) = job.by_hand {
+        let source = match from_snapshot {
+            true => sysdb::HandSource::Snapshot(paths.snapshot()),
+            false => sysdb::HandSource::LastCheckpoint,
+        };
+        let done = sysdb::lock(&paths, Duration::from_secs(120))
+            .and_then(|lock| sysdb::recover_by_hand(&paths, &lock, &source, &mut |_| {}));
+        let outcome = Outcome {
+            ok: done.is_ok(),
+            error: done.err().map(|e| e.to_string()),
+            pid: std::process::id(),
+            trace: trace
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
+            ..Outcome::default()
+        };
+        println!(
+            "{OUTCOME}{}",
+            serde_json::to_string(&outcome).expect("outcome JSON")
+        );
+        return;
+    }
     let options = OpenOptions {
         lock_wait: Duration::from_millis(job.options.lock_wait_ms.unwrap_or(120_000)),
         strict_snapshot: job.options.strict,

@@ -322,7 +322,7 @@ fn probe_child() {
     else {
         return;
     };
-    if let Err(e) = sysdb::probe_open(Utf8Path::new(&db)) {
+    if let Err(e) = sysdb::probe_open(Utf8Path::new(&db), std::time::Duration::from_secs(30)) {
         eprintln!("probe: {e}");
         std::process::exit(1);
     }

@@ -43,11 +43,16 @@ pub(crate) fn verify(state: &StateDir, digest: &str) -> Result<Outcome, String> 
 
 /// A copy of `state` in which a child open was killed at `kill`.
 pub(crate) fn killed(state: &StateDir, kill: &Kill) -> Result<StateDir, String> {
+    killed_in(state, kill, &Job::default())
+}
+
+/// A copy of `state` in which a child doing `job` was killed at `kill`.
+fn killed_in(state: &StateDir, kill: &Kill, job: &Job) -> Result<StateDir, String> {
     let copy = state.copy();
     let job = Job {
         data: copy.data.clone(),
         kill: Some(kill.clone()),
-        ..Job::default()
+        ..job.clone()
     };
     match run(&job, TIMEOUT) {
         End::Died { status, .. } if status.contains("signal") => Ok(copy),
@@ -495,6 +500,70 @@ fn processes_racing_over_killed_migrations_and_recoveries() {
     }
     for n in [2, 4, 8] {
         contend(&mut tally, "crash in step 4", &crashed, n);
+    }
+    tally.millis = started.elapsed().as_millis() as u64;
+    finish(&tally);
+}
+
+/// Kills at every failpoint hit of an operator's recovery by hand, from
+/// the database at its last checkpoint and from the snapshot, after a
+/// crash in step 4: the next open finishes the recovery the operator chose
+/// and reaches the top with every seeded row, deleting nothing.
+#[test]
+fn kill_matrix_of_a_recovery_by_hand() {
+    let seed = seed();
+    let mut tally = Tally::new("kill matrix of a recovery by hand", seed, long());
+    let started = Instant::now();
+    let (folder, digest) = seeded(STARTS[0]);
+    let crashed = crashed_in_step_4(&folder);
+    for from_snapshot in [false, true] {
+        let job = Job {
+            by_hand: Some(from_snapshot),
+            ..Job::default()
+        };
+        let copy = crashed.copy();
+        let trace = match run(
+            &Job {
+                data: copy.data.clone(),
+                ..job.clone()
+            },
+            TIMEOUT,
+        ) {
+            End::Finished(outcome) if outcome.ok => outcome.trace,
+            other => {
+                tally.failures.push(format!(
+                    "the recovery by hand (from snapshot: {from_snapshot}) failed: {other:?}"
+                ));
+                continue;
+            }
+        };
+        if let Err(e) = verify(&copy, &digest) {
+            tally
+                .failures
+                .push(format!("the open after the recovery by hand: {e}"));
+        }
+        tally.scenarios += 1;
+        for (point, hit) in positions(&trace) {
+            let kill = Kill {
+                point: point.clone(),
+                hit,
+                death: Death::Kill,
+            };
+            tally.scenarios += 1;
+            let state = match killed_in(&crashed, &kill, &job) {
+                Ok(state) => state,
+                Err(e) => {
+                    tally.failures.push(format!("{point}#{hit}: {e}"));
+                    continue;
+                }
+            };
+            tally.kills += 1;
+            if let Err(e) = verify(&state, &digest) {
+                tally.failures.push(format!(
+                    "killed at {point}#{hit} of a recovery by hand (from snapshot: {from_snapshot}): {e}"
+                ));
+            }
+        }
     }
     tally.millis = started.elapsed().as_millis() as u64;
     finish(&tally);
