@@ -324,3 +324,33 @@ pub fn quarantine(global: &Global, cmd: &QuarantineCommand) -> Result<u8, Error>
     });
     Ok(0)
 }
+
+#[derive(Debug, Serialize)]
+struct NewMigration {
+    path: Utf8PathBuf,
+    version: u32,
+}
+
+/// `sysdb new NAME`.
+pub fn new_migration(global: &Global, name: &str) -> Result<u8, Error> {
+    let dir = global.require_migrations()?;
+    fs_err::create_dir_all(dir).map_err(Error::io("creating", dir))?;
+    let ladder = sysdb::Ladder::from_dir(dir)?;
+    let path = dir.join(ladder.next_file_name(name)?);
+    fs_err::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(Error::io("creating", &path))?;
+    let made = NewMigration {
+        path,
+        version: ladder.top() + 1,
+    };
+    emit(global, &made, |m| {
+        format!(
+            "created {} (version {}): write the step's SQL in it\n",
+            m.path, m.version
+        )
+    });
+    Ok(0)
+}

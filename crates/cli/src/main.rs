@@ -88,6 +88,13 @@ enum Command {
     /// List or prune the sets of files set aside
     #[command(subcommand, after_help = EXIT_CODES)]
     Quarantine(commands::QuarantineCommand),
+    /// Create the next migration file, `NNNN_NAME.sql` (empty), in
+    /// --migrations, and print its path
+    #[command(after_help = EXIT_CODES)]
+    New {
+        /// The step's name: letters, digits and `_`
+        name: String,
+    },
     /// Demonstrate (and test) the crash and the recovery in a scratch folder
     #[command(after_help = EXIT_CODES)]
     Drill(drill::DrillArgs),
@@ -119,6 +126,7 @@ fn main() -> ExitCode {
         Command::Recover(args) => commands::recover(&cli.global, &args),
         Command::Snapshot(cmd) => commands::snapshot(&cli.global, &cmd),
         Command::Quarantine(cmd) => commands::quarantine(&cli.global, &cmd),
+        Command::New { name } => commands::new_migration(&cli.global, &name),
         Command::Drill(args) => drill::run(&cli.global, &args),
         Command::DrillChild { args } => drill::child(&args),
     };
@@ -163,14 +171,19 @@ impl Global {
             .transpose()
     }
 
-    /// The ladder, which this command needs.
-    pub fn require_ladder(&self) -> Result<sysdb::Ladder, Error> {
-        self.ladder()?.ok_or_else(|| {
+    /// The migrations folder, which this command needs.
+    pub fn require_migrations(&self) -> Result<&camino::Utf8Path, Error> {
+        self.migrations.as_deref().ok_or_else(|| {
             Error::Usage(
                 "this command needs the migrations: pass --migrations DIR (a folder of NNNN_name.sql files)"
                     .to_owned(),
             )
         })
+    }
+
+    /// The ladder, which this command needs.
+    pub fn require_ladder(&self) -> Result<sysdb::Ladder, Error> {
+        Ok(sysdb::Ladder::from_dir(self.require_migrations()?)?)
     }
 
     /// The storage version new databases get.

@@ -347,7 +347,11 @@ fn snapshots_and_quarantine_on_a_fresh_folder() {
     let human: Vec<String> = human
         .lines()
         .map(|l| match l.split_once(" (") {
-            Some((head, _)) if l.starts_with("database") || l.starts_with("snapshot") => {
+            Some((head, _))
+                if ["database", "snapshot", "previous"]
+                    .iter()
+                    .any(|w| l.starts_with(w)) =>
+            {
                 format!("{head} (…)")
             }
             _ => l.to_owned(),
@@ -667,4 +671,33 @@ fn where_only_the_previous_snapshot_is_left_check_and_migrate_refuse_and_recover
         let out = run(&["--migrations", &m, "migrate"]);
         assert_eq!(code(&out), 0, "{}", text(&out));
     }
+}
+
+#[test]
+fn new_creates_the_next_numbered_empty_migration() {
+    let (_tmp, tmp) = temp();
+    let dir = tmp.join("migrations");
+    let m = dir.as_str();
+    let out = sysdb(&["--migrations", m, "new", "create_jobs"]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(
+        text(&out).contains("0001_create_jobs.sql (version 1)"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        fs_err::read(dir.join("0001_create_jobs.sql")).expect("made"),
+        b""
+    );
+    let out = sysdb_in(&tmp, &["--migrations", m, "new", "add_owner", "--json"]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(json(&out)["path"], dir.join("0002_add_owner.sql").as_str());
+    assert_eq!(json(&out)["version"], 2);
+
+    let out = sysdb(&["--migrations", m, "new", "add owner"]);
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    assert!(text(&out).contains("identifier"), "{}", text(&out));
+    let out = sysdb(&["new", "x"]);
+    assert_eq!(code(&out), 2, "{}", text(&out));
+    assert_eq!(fs_err::read_dir(&dir).expect("list").count(), 2);
 }

@@ -112,18 +112,40 @@ impl Ladder {
         for entry in fs_err::read_dir(dir).map_err(read_dir_error)? {
             let entry = entry.map_err(read_dir_error)?;
             let os_name = entry.file_name();
-            let file_name = os_name.to_string_lossy();
-            if !file_name.ends_with(".sql") {
-                continue;
-            }
-            let path = dir.join(file_name.as_ref());
-            let (version, name) = parse_file_name(&file_name)
-                .ok_or_else(|| Error::FileName { path: path.clone() })?;
-            let sql = fs_err::read_to_string(&path).map_err(|source| Error::ReadFile {
-                path: path.clone(),
-                source,
-            })?;
-            steps.push(make_step(version, name.to_owned(), sql, Some(path)));
+            let path = dir.join(os_name.to_string_lossy().as_ref());
+            let read = || {
+                fs_err::read_to_string(&path).map_err(|source| Error::ReadFile {
+                    path: path.clone(),
+                    source,
+                })
+            };
+            steps.extend(step_from_file(&path, read)?);
+        }
+        Self::validated(steps)
+    }
+
+    /// A ladder from a folder embedded in the binary at compile time, with
+    /// the same rules as [`from_dir`](Self::from_dir); errors name the file
+    /// by its path inside the folder. [`embed_migrations!`](crate::embed_migrations)
+    /// embeds the folder and calls this.
+    pub fn from_embedded(dir: &include_dir::Dir<'_>) -> Result<Self> {
+        let mut steps = Vec::new();
+        for file in dir.files() {
+            let Some(path) = Utf8Path::from_path(file.path()) else {
+                continue; // not UTF-8, so not `NNNN_name.sql`
+            };
+            let read = || {
+                file.contents_utf8()
+                    .map(str::to_owned)
+                    .ok_or_else(|| Error::ReadFile {
+                        path: path.to_owned(),
+                        source: std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            "stream did not contain valid UTF-8",
+                        ),
+                    })
+            };
+            steps.extend(step_from_file(path, read)?);
         }
         Self::validated(steps)
     }
@@ -169,6 +191,36 @@ impl Ladder {
         Ok(Self { steps })
     }
 
+    /// The file name of the step after the top, named `name`
+    /// (`0028_add_owner.sql`), with as many digits as the ladder's files
+    /// have (4 for a ladder with none). An error if `name` is not an
+    /// identifier.
+    ///
+    /// ```
+    /// use sysdb_schema::Ladder;
+    ///
+    /// let ladder = Ladder::new([(1, "create_jobs", "CREATE TABLE jobs (id INTEGER);")]).unwrap();
+    /// assert_eq!(ladder.next_file_name("add_owner").unwrap(), "0002_add_owner.sql");
+    /// assert!(ladder.next_file_name("add owner").is_err());
+    /// ```
+    pub fn next_file_name(&self, name: &str) -> Result<String> {
+        let version = self.top() + 1;
+        if !is_identifier(name) {
+            return Err(Error::Invalid {
+                at: format!("step {version} {name}"),
+                problem: "the name must be a non-empty identifier (letters, digits, _)".into(),
+            });
+        }
+        let width = self
+            .steps
+            .iter()
+            .filter_map(|s| s.origin()?.file_name()?.split_once('_'))
+            .map(|(digits, _)| digits.len())
+            .max()
+            .unwrap_or(4);
+        Ok(format!("{version:0width$}_{name}.sql"))
+    }
+
     /// The highest version, 0 for an empty ladder.
     pub fn top(&self) -> u32 {
         self.steps.last().map_or(0, |s| s.version)
@@ -184,6 +236,23 @@ impl Ladder {
         let index = usize::try_from(version.checked_sub(1)?).ok()?;
         self.steps.get(index)
     }
+}
+
+/// The step a migration file at `path` holds: `None` for a file whose name
+/// does not end in `.sql`, an error naming the file for another name.
+fn step_from_file(path: &Utf8Path, read: impl FnOnce() -> Result<String>) -> Result<Option<Step>> {
+    let Some(file_name) = path.file_name().filter(|n| n.ends_with(".sql")) else {
+        return Ok(None);
+    };
+    let (version, name) = parse_file_name(file_name).ok_or_else(|| Error::FileName {
+        path: path.to_owned(),
+    })?;
+    Ok(Some(make_step(
+        version,
+        name.to_owned(),
+        read()?,
+        Some(path.to_owned()),
+    )))
 }
 
 fn make_step(version: u32, name: String, sql: String, origin: Option<Utf8PathBuf>) -> Step {

@@ -42,6 +42,30 @@ use camino::Utf8PathBuf;
 pub use db::{current_version, Applied, ApplyOptions, Drift, Plan, Status, StepDone};
 pub use ladder::{checksum, Ladder, Step};
 
+#[doc(hidden)]
+pub use include_dir as __include_dir;
+
+/// The ladder of the `NNNN_name.sql` files of a folder, embedded in the
+/// binary at compile time: `Result<Ladder>`, checked as
+/// [`Ladder::from_dir`] checks a folder (a bad name, a duplicate or a gap
+/// is an error naming the file). The path is resolved at compile time;
+/// `$CARGO_MANIFEST_DIR` (and any environment variable) is expanded.
+///
+/// ```
+/// let ladder = sysdb_schema::embed_migrations!("$CARGO_MANIFEST_DIR/../../fixtures/migrations")
+///     .expect("a valid ladder");
+/// assert_eq!(ladder.top(), 27);
+/// assert_eq!(ladder.step(1).map(|s| s.name()), Some("create_jobs"));
+/// ```
+#[macro_export]
+macro_rules! embed_migrations {
+    ($dir:tt) => {{
+        use $crate::__include_dir as include_dir;
+        static DIR: include_dir::Dir<'static> = include_dir::include_dir!($dir);
+        $crate::Ladder::from_embedded(&DIR)
+    }};
+}
+
 /// The failpoints of [`Ladder::apply`], hit once per step, for crash tests
 /// built with the `failpoints` feature (the `fail` crate): before the
 /// step's `COMMIT`, after it (the step lives only in the write-ahead log),

@@ -630,3 +630,58 @@ proptest! {
         prop_assert_eq!(dump(&conn), expected);
     }
 }
+
+#[test]
+fn an_embedded_ladder_is_the_folder_s_ladder_and_names_its_bad_files() {
+    let embedded = sysdb_schema::embed_migrations!("$CARGO_MANIFEST_DIR/../../fixtures/migrations")
+        .expect("valid");
+    let read = Ladder::from_dir(sysdb_scenarios::manifest_dir!().join("../../fixtures/migrations"))
+        .expect("valid");
+    let shape = |l: &Ladder| {
+        l.steps()
+            .iter()
+            .map(|s| (s.version(), s.name().to_owned(), s.checksum().to_owned()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(shape(&embedded), shape(&read));
+    assert_eq!(
+        embedded
+            .step(1)
+            .and_then(|s| s.origin())
+            .map(|p| p.as_str()),
+        Some("0001_create_jobs.sql")
+    );
+
+    let gap = sysdb_schema::embed_migrations!("$CARGO_MANIFEST_DIR/tests/embedded/gap")
+        .expect_err("a gap");
+    assert_eq!(
+        gap.to_string(),
+        "invalid migration ladder: 0003_c.sql: follows version 1; versions must rise by exactly 1"
+    );
+    let bad = sysdb_schema::embed_migrations!("$CARGO_MANIFEST_DIR/tests/embedded/bad-name")
+        .expect_err("a bad name");
+    assert!(
+        matches!(&bad, Error::FileName { path } if path == "0002-two.sql"),
+        "{bad:?}"
+    );
+}
+
+#[test]
+fn the_next_file_name_follows_the_ladder_s_files() {
+    let read = Ladder::from_dir(sysdb_scenarios::manifest_dir!().join("../../fixtures/migrations"))
+        .expect("valid");
+    assert_eq!(
+        read.next_file_name("add_notes").expect("a name"),
+        "0028_add_notes.sql"
+    );
+    assert_eq!(
+        Ladder::default()
+            .next_file_name("create_jobs")
+            .expect("a name"),
+        "0001_create_jobs.sql"
+    );
+    let err = read
+        .next_file_name("add-notes")
+        .expect_err("not an identifier");
+    assert!(matches!(err, Error::Invalid { .. }), "{err:?}");
+}

@@ -110,8 +110,14 @@ pub const FAILPOINTS: [&str; 13] = [
     "sysdb::open::done",
     "sysdb::recover::by_hand::set_aside",
 ];
+pub use duckdb;
 pub use sysdb_errclass::ErrorClass;
-pub use sysdb_schema::Ladder;
+pub use sysdb_schema::{embed_migrations, Ladder};
+
+/// README's examples, compiled as tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
 
 /// How [`SystemDb::open`] behaves where a service may want a choice.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -531,6 +537,11 @@ mod tests {
                 age: "at an unknown time".to_owned(),
                 version: None,
                 why: "the intent marker cannot be read",
+            },
+            Error::Create {
+                path: db.clone(),
+                storage_version: StorageVersion::default(),
+                source: Box::new(duck("IO Error: Cannot open file \"/srv/data/state/system.duckdb.replay/new/system.duckdb\": No space left on device")),
             },
             Error::Vanished {
                 path: db.clone(),
