@@ -64,13 +64,11 @@ pub fn migrate(global: &Global, args: &MigrateArgs) -> Result<u8, Error> {
     let paths = global.paths()?;
     let ladder = global.require_ladder()?;
     let probe = args.probe.probe()?;
-    let options = OpenOptions {
-        lock_wait: LOCK_WAIT,
-        probe,
-        accept_drift: args.accept_drift,
-        storage_version: global.storage_version(),
-        ..OpenOptions::default()
-    };
+    let options = OpenOptions::default()
+        .lock_wait(LOCK_WAIT)
+        .probe(probe)
+        .accept_drift(args.accept_drift)
+        .storage_version(global.storage_version());
     let db = SystemDb::open(&paths, &ladder, &options)?;
     emit(global, db.report(), |r| r.to_string());
     Ok(0)

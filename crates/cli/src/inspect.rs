@@ -330,13 +330,11 @@ pub fn check(global: &Global, args: &CheckArgs) -> Result<u8, Error> {
     let scratch = Utf8PathBuf::try_from(tmp.path().to_owned())
         .map_err(|e| Error::Refused(format!("the temporary folder is not UTF-8: {e}")))?;
     let copy = copy_state(&paths, &scratch)?;
-    let options = OpenOptions {
-        lock_wait: Duration::ZERO,
-        probe: args.probe.probe()?,
-        accept_drift: args.accept_drift,
-        storage_version: global.storage_version(),
-        ..OpenOptions::default()
-    };
+    let options = OpenOptions::default()
+        .lock_wait(Duration::ZERO)
+        .probe(args.probe.probe()?)
+        .accept_drift(args.accept_drift)
+        .storage_version(global.storage_version());
     let result = SystemDb::open(&copy, &ladder, &options);
     let real = |text: &str| text.replace(copy.dir().as_str(), paths.dir().as_str());
     let verdict = match &result {

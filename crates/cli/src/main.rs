@@ -55,9 +55,40 @@ pub struct Global {
     /// can read the file. An existing file keeps its own [default: v1.4.0]
     #[arg(long, global = true, value_name = "VERSION", env = "SYSDB_STORAGE_VERSION", value_parser = storage_version)]
     storage_version: Option<sysdb::StorageVersion>,
-    /// Print JSON for machines instead of text
+    /// Print JSON for machines instead of text: one object per line
     #[arg(long, global = true)]
     json: bool,
+    /// Log more of what happens, on stderr: -v what each step does, -vv
+    /// and -vvv the details (RUST_LOG, when set, chooses instead)
+    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Print only errors on stderr: no warnings, no progress
+    #[arg(long, short, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+}
+
+/// Logs on stderr: RUST_LOG when set, else warnings (and, on a terminal,
+/// what each long step starts, as progress), more with -v, only errors
+/// with -q.
+fn init_logs(global: &Global) {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    let level = match (global.quiet, global.verbose) {
+        (true, _) => "error",
+        (false, 0) if std::io::stderr().is_terminal() => "warn,sysdb=info,sysdb_snapshot=info",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(global.verbose >= 2)
+        .with_ansi(std::io::stderr().is_terminal())
+        .without_time()
+        .init();
 }
 
 fn storage_version(text: &str) -> Result<sysdb::StorageVersion, String> {
@@ -117,6 +148,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logs(&cli.global);
+    crate::out::QUIET.store(cli.global.quiet, std::sync::atomic::Ordering::Relaxed);
     let json = cli.global.json;
     let result = match cli.command {
         Command::Status => inspect::status(&cli.global),

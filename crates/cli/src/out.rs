@@ -1,16 +1,26 @@
 //! Printing: text for people, JSON for machines, progress on terminals.
 
 use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
 use crate::Global;
 
-/// Print `value` as JSON with --json, else the text `human` makes.
+/// `-q`: no progress on stderr.
+pub static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// Whether progress goes to stderr: a terminal, and no `-q`.
+fn progress_shown() -> bool {
+    std::io::stderr().is_terminal() && !QUIET.load(Ordering::Relaxed)
+}
+
+/// Print `value` as JSON (one line) with --json, else the text `human`
+/// makes.
 pub fn emit<T: Serialize>(global: &Global, value: &T, human: impl FnOnce(&T) -> String) {
     if global.json() {
-        match serde_json::to_string_pretty(value) {
+        match serde_json::to_string(value) {
             Ok(text) => println!("{text}"),
             Err(e) => eprintln!("error: printing JSON: {e}"),
         }
@@ -59,7 +69,7 @@ pub fn confirm(question: &str) -> bool {
 
 /// A line of progress on stderr, when it is a terminal.
 pub fn note(line: &str) {
-    if std::io::stderr().is_terminal() {
+    if progress_shown() {
         eprintln!("{line}");
     }
 }
@@ -67,7 +77,7 @@ pub fn note(line: &str) {
 /// A progress callback for copies: a percentage on stderr when it is a
 /// terminal, nothing otherwise.
 pub fn copy_progress(label: &str) -> impl FnMut(sysdb_snapshot::Step) + '_ {
-    let terminal = std::io::stderr().is_terminal();
+    let terminal = progress_shown();
     move |step| {
         if let (true, sysdb_snapshot::Step::Copying { done, total }) = (terminal, step) {
             let percent = (done * 100).checked_div(total).unwrap_or(100);

@@ -11,6 +11,7 @@ fn sysdb(args: &[&str]) -> Output {
         .args(args)
         .env_remove("DATA_DIR")
         .env_remove("SYSDB_STORAGE_VERSION")
+        .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .output()
         .expect("run sysdb")
@@ -456,6 +457,7 @@ fn sysdb_in(data_dir: &Utf8Path, args: &[&str]) -> Output {
         .args(args)
         .env("DATA_DIR", data_dir)
         .env_remove("SYSDB_STORAGE_VERSION")
+        .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .output()
         .expect("run sysdb")
@@ -700,4 +702,135 @@ fn new_creates_the_next_numbered_empty_migration() {
     let out = sysdb(&["new", "x"]);
     assert_eq!(code(&out), 2, "{}", text(&out));
     assert_eq!(fs_err::read_dir(&dir).expect("list").count(), 2);
+}
+
+#[test]
+fn logs_follow_rust_log_and_the_verbosity_flags_and_json_is_one_line() {
+    let (_tmp, tmp) = temp();
+    let m = migrations();
+    let err = |out: &Output| String::from_utf8_lossy(&out.stderr).into_owned();
+
+    let quiet = sysdb_in(&tmp.join("quiet"), &["--migrations", &m, "-q", "migrate"]);
+    assert_eq!(code(&quiet), 0, "{}", text(&quiet));
+    assert_eq!(err(&quiet), "", "-q prints nothing on stderr");
+
+    let verbose = sysdb_in(&tmp.join("verbose"), &["--migrations", &m, "-v", "migrate"]);
+    assert_eq!(code(&verbose), 0, "{}", text(&verbose));
+    for step in [
+        "created the database",
+        "migrating: checkpointing first",
+        "reading every table whole",
+        "taking the pre-migrate snapshot",
+        "applied migration step",
+    ] {
+        assert!(
+            err(&verbose).contains(step),
+            "-v lacks {step:?}: {}",
+            err(&verbose)
+        );
+    }
+
+    let logged = Command::new(env!("CARGO_BIN_EXE_sysdb"))
+        .args(["--migrations", &m, "migrate", "--json"])
+        .env("DATA_DIR", tmp.join("logged"))
+        .env("RUST_LOG", "debug")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run sysdb");
+    assert_eq!(code(&logged), 0, "{}", text(&logged));
+    assert!(
+        err(&logged).contains("took the open lock"),
+        "{}",
+        err(&logged)
+    );
+    let stdout = String::from_utf8_lossy(&logged.stdout);
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "one JSON object per line: {stdout}"
+    );
+    assert_eq!(json(&logged)["migration"]["to"], 27);
+}
+
+#[test]
+fn the_lock_file_is_not_world_writable_and_never_a_symlink_followed() {
+    use std::os::unix::fs::PermissionsExt;
+    let (_tmp, tmp) = temp();
+    let data = tmp.join("data");
+    // Under umask 000 a file takes exactly the mode it is created with.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("umask 000; exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_sysdb"))
+        .args([
+            "--data-dir",
+            data.as_str(),
+            "--migrations",
+            &migrations(),
+            "migrate",
+        ])
+        .env_remove("DATA_DIR")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run sysdb");
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let lock = data.join("state/system.duckdb.lock");
+    let mode = fs_err::metadata(&lock).expect("lock").permissions().mode();
+    assert_eq!(mode & 0o022, 0, "the lock file is {mode:o}");
+
+    let target = tmp.join("elsewhere");
+    fs_err::write(&target, b"keep").expect("write");
+    fs_err::remove_file(&lock).expect("unlink");
+    std::os::unix::fs::symlink(&target, &lock).expect("symlink");
+    let out = sysdb(&[
+        "--data-dir",
+        data.as_str(),
+        "--migrations",
+        &migrations(),
+        "migrate",
+    ]);
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    assert!(text(&out).contains(lock.as_str()), "{}", text(&out));
+    assert_eq!(fs_err::read(&target).expect("read"), b"keep");
+}
+
+#[test]
+fn the_entrypoint_starts_the_service_only_on_a_database_that_is_ready() {
+    let (_tmp, tmp) = temp();
+    let entrypoint = |data: &Utf8Path| {
+        Command::new("sh")
+            .arg("-c")
+            .arg("\"$0\" --migrations \"$1\" migrate --probe --json && exec sh -c 'echo service started'")
+            .arg(env!("CARGO_BIN_EXE_sysdb"))
+            .arg(migrations())
+            .env("DATA_DIR", data)
+            .env_remove("SYSDB_STORAGE_VERSION")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the entrypoint")
+    };
+    // A crash mid-migration: recovered, migrated, then the service.
+    let (_, crashed) = fixture_copy("wal-replay-ddl", &tmp.join("crashed"));
+    let out = entrypoint(&crashed);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    let report: serde_json::Value = serde_json::from_str(lines[0]).expect("the report");
+    assert_eq!(report["migration"]["to"], 27, "{stdout}");
+    assert_eq!(lines[1], "service started");
+
+    // Healthy: nothing to do, then the service.
+    let out = entrypoint(&crashed);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(text(&out).ends_with("service started\n"), "{}", text(&out));
+
+    // A file sysdb refuses (not a DuckDB database): the service never starts.
+    let refused = tmp.join("refused");
+    fs_err::create_dir_all(refused.join("state")).expect("state");
+    fs_err::write(refused.join("state/system.duckdb"), b"not a database").expect("write");
+    let out = entrypoint(&refused);
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    assert!(!text(&out).contains("service started"), "{}", text(&out));
 }

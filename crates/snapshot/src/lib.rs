@@ -250,8 +250,19 @@ pub fn write_durably(path: &camino::Utf8Path, bytes: &[u8]) -> Result<()> {
         temp: temp.clone(),
         source,
     };
+    copy::refuse_symlink(path)?;
+    // Not writable by others, whatever the umask.
     let written = copy::io_point("snapshot::durable::write")
-        .and_then(|()| fs_err::write(&temp, bytes))
+        .and_then(|()| {
+            use fs_err::os::unix::fs::OpenOptionsExt;
+            use std::io::Write;
+            fs_err::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o644)
+                .open(&temp)?
+                .write_all(bytes)
+        })
         .and_then(|()| fs_err::File::open(&temp)?.sync_all())
         .map_err(copy_error);
     if let Err(e) = written {

@@ -119,8 +119,21 @@ pub use sysdb_schema::{embed_migrations, Ladder};
 #[doc = include_str!("../../../README.md")]
 pub struct ReadmeDoctests;
 
-/// How [`SystemDb::open`] behaves where a service may want a choice.
+/// How [`SystemDb::open`] behaves where a service may want a choice. Made
+/// with [`OpenOptions::default`] and the builder methods, so that a new
+/// option is not a breaking change:
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let options = sysdb::OpenOptions::default()
+///     .lock_wait(Duration::from_secs(5))
+///     .strict_snapshot(true)
+///     .storage_version(sysdb::StorageVersion::new("v1.5.0").expect("a version DuckDB knows"));
+/// assert_eq!(options.lock_wait, Duration::from_secs(5));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct OpenOptions {
     /// How long to wait for another process that holds the open lock.
     pub lock_wait: Duration,
@@ -150,6 +163,38 @@ impl Default for OpenOptions {
             probe: None,
             storage_version: StorageVersion::default(),
         }
+    }
+}
+
+impl OpenOptions {
+    /// See [`OpenOptions::lock_wait`](#structfield.lock_wait).
+    pub fn lock_wait(mut self, wait: Duration) -> Self {
+        self.lock_wait = wait;
+        self
+    }
+
+    /// See [`OpenOptions::strict_snapshot`](#structfield.strict_snapshot).
+    pub fn strict_snapshot(mut self, strict: bool) -> Self {
+        self.strict_snapshot = strict;
+        self
+    }
+
+    /// See [`OpenOptions::accept_drift`](#structfield.accept_drift).
+    pub fn accept_drift(mut self, accept: bool) -> Self {
+        self.accept_drift = accept;
+        self
+    }
+
+    /// See [`OpenOptions::probe`](#structfield.probe).
+    pub fn probe(mut self, probe: Option<Probe>) -> Self {
+        self.probe = probe;
+        self
+    }
+
+    /// See [`OpenOptions::storage_version`](#structfield.storage_version).
+    pub fn storage_version(mut self, version: StorageVersion) -> Self {
+        self.storage_version = version;
+        self
     }
 }
 
@@ -225,6 +270,14 @@ impl SystemDb {
     /// The paths.
     pub fn paths(&self) -> &Paths {
         &self.paths
+    }
+
+    /// The connection, the open lock and the report, for a service that
+    /// keeps the connection and the lock its own way. The lock is held
+    /// until the [`OpenLock`] is dropped: keep it as long as the
+    /// connection.
+    pub fn into_parts(self) -> (Connection, OpenLock, OpenReport) {
+        (self.conn, self.lock, self.report)
     }
 
     /// Close the connection, keeping the open lock: the proof, for

@@ -5,6 +5,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::time::{Duration, Instant};
 
 use camino::Utf8Path;
+use fs_err::os::unix::fs::OpenOptionsExt;
 
 use crate::{Error, Result};
 
@@ -33,11 +34,15 @@ pub(crate) fn acquire(path: &Utf8Path, wait: Duration) -> Result<OpenLock> {
         path: path.to_owned(),
         source,
     };
+    // Not writable by others whatever the umask, and never through a
+    // symbolic link (the pid would be written wherever it points).
     let mut file = fs_err::OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
+        .mode(0o644)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .open(path)
         .map_err(io_error)?;
     let started = Instant::now();

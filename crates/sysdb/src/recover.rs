@@ -331,6 +331,7 @@ impl Recovery<'_> {
             match source {
                 Source::Replay if damaged.is_none() => {
                     let phase = Instant::now();
+                    tracing::info!(db = %paths.db(), "replaying the whole write-ahead log on a copy, through ATTACH");
                     replays += 1;
                     let attempt = replayer
                         .build(paths, scratch, None)
@@ -369,6 +370,7 @@ impl Recovery<'_> {
                 }
                 Source::Replay => failed = damaged.clone(),
                 Source::Salvage => {
+                    tracing::info!(db = %paths.db(), "searching the longest prefix of the write-ahead log that replays, on copies");
                     // By commits where the framing reads; else by bytes (a
                     // log of a newer DuckDB's framing), ⌈log2(bytes)⌉ replays.
                     let cuts = match (&layout, &wal) {

@@ -111,6 +111,7 @@ fn snapshot_window(
     report: &mut OpenReport,
 ) -> Result<sysdb_snapshot::Copied> {
     let phase = Instant::now();
+    tracing::info!(db = %paths.db(), from = plan.from, to = plan.to, "migrating: checkpointing first");
     checkpoint(&conn, paths)?;
     #[cfg(feature = "failpoints")]
     fail::fail_point!("sysdb::window::checkpointed");
@@ -123,6 +124,7 @@ fn snapshot_window(
     // The database is closed and this process holds the open lock, so
     // nothing writes it: its SHA-256, computed while it is copied, is the
     // snapshot's, and the two passes over the file overlap.
+    tracing::info!(snapshot = %paths.snapshot(), "taking the pre-migrate snapshot");
     let (taken, snapshot_sha256) = std::thread::scope(|s| {
         let hashing = s.spawn(|| sha256_file(paths.db()));
         let taken = take(&closed);
@@ -224,6 +226,7 @@ fn checkpoint(conn: &Connection, paths: &Paths) -> Result<()> {
 /// this DuckDB cannot run on some column type, memory) is logged and the
 /// next table read.
 fn read_whole(conn: &Connection, paths: &Paths) -> Result<()> {
+    tracing::info!(db = %paths.db(), "reading every table whole, so that a damaged block is found before the snapshot is replaced");
     let check = |table: String, read: duckdb::Result<()>| match read {
         Ok(()) => Ok(()),
         Err(source) => {

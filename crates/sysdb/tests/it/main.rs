@@ -155,10 +155,7 @@ fn say(word: &str, rest: &str) {
 /// Open through sysdb with a long lock wait; print the report as JSON.
 fn open_and_report(data: &Utf8Path) {
     let paths = Paths::from_data_dir(data).expect("paths");
-    let options = sysdb::OpenOptions {
-        lock_wait: std::time::Duration::from_secs(60),
-        ..sysdb::OpenOptions::default()
-    };
+    let options = sysdb::OpenOptions::default().lock_wait(std::time::Duration::from_secs(60));
     match sysdb::SystemDb::open(&paths, &ladder(), &options) {
         Ok(db) => {
             let report = serde_json::to_string(db.report()).expect("serialise report");

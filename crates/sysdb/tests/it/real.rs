@@ -386,10 +386,7 @@ fn by_default_an_unreadable_database_file_falls_back_to_the_snapshot() {
 fn the_strict_option_refuses_the_snapshot_without_a_marker_and_restores_it_with_one() {
     let dir = StateDir::new();
     let paths = unreadable_database_with_a_snapshot(&dir);
-    let strict = OpenOptions {
-        strict_snapshot: true,
-        ..OpenOptions::default()
-    };
+    let strict = OpenOptions::default().strict_snapshot(true);
     let snapshot_before = fs_err::read(paths.snapshot()).expect("read");
 
     let err = open_after_replay_failure(&paths, &strict).expect_err("refused");
@@ -502,10 +499,7 @@ fn a_second_open_waits_for_the_lock_and_names_the_holder() {
     let dir = StateDir::new();
     let paths = dir.paths();
     let _first = open(&paths).expect("open");
-    let options = OpenOptions {
-        lock_wait: Duration::from_millis(100),
-        ..OpenOptions::default()
-    };
+    let options = OpenOptions::default().lock_wait(Duration::from_millis(100));
     let err = SystemDb::open(&paths, &ladder(), &options).expect_err("locked");
     match err {
         Error::Locked { pid, .. } => assert_eq!(pid, Some(std::process::id())),
@@ -745,14 +739,11 @@ fn a_replay_that_kills_the_probe_is_salvaged_in_the_probe_child() {
         sizes[4],
         exe.display()
     );
-    let options = OpenOptions {
-        probe: Some(sysdb::Probe {
-            program: "/bin/sh".into(),
-            args: vec!["-c".to_owned(), script, "probe".to_owned()],
-            timeout: Duration::from_secs(60),
-        }),
-        ..OpenOptions::default()
-    };
+    let options = OpenOptions::default().probe(Some(sysdb::Probe {
+        program: "/bin/sh".into(),
+        args: vec!["-c".to_owned(), script, "probe".to_owned()],
+        timeout: Duration::from_secs(60),
+    }));
     let before = folder_digest(&dir.state());
     let db = SystemDb::open(&paths, &ladder(), &options).expect("recovered");
     let report = db.report();
@@ -788,9 +779,9 @@ fn storage_version(path: &Utf8Path) -> String {
 fn a_new_database_gets_the_storage_version_asked_for_and_an_existing_one_keeps_its_own() {
     let dir = StateDir::new();
     let at = |name: &str| Paths::from_data_dir(dir.data.join(name)).expect("paths");
-    let with = |version: &str| OpenOptions {
-        storage_version: sysdb::StorageVersion::new(version).expect("a version DuckDB knows"),
-        ..OpenOptions::default()
+    let with = |version: &str| {
+        OpenOptions::default()
+            .storage_version(sysdb::StorageVersion::new(version).expect("a version DuckDB knows"))
     };
 
     // By default, one DuckDB 1.4 and later read.

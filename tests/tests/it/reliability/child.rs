@@ -191,20 +191,21 @@ fn reliability_child() {
         );
         return;
     }
-    let options = OpenOptions {
-        lock_wait: Duration::from_millis(job.options.lock_wait_ms.unwrap_or(120_000)),
-        strict_snapshot: job.options.strict,
-        probe: job
-            .options
-            .probe
-            .as_ref()
-            .map(|(program, args, millis)| Probe {
-                program: program.into(),
-                args: args.clone(),
-                timeout: Duration::from_millis(*millis),
-            }),
-        ..OpenOptions::default()
-    };
+    let options = OpenOptions::default()
+        .lock_wait(Duration::from_millis(
+            job.options.lock_wait_ms.unwrap_or(120_000),
+        ))
+        .strict_snapshot(job.options.strict)
+        .probe(
+            job.options
+                .probe
+                .as_ref()
+                .map(|(program, args, millis)| Probe {
+                    program: program.into(),
+                    args: args.clone(),
+                    timeout: Duration::from_millis(*millis),
+                }),
+        );
     let mut outcome = match SystemDb::open(&paths, &ladder_to(TOP), &options) {
         Ok(db) => {
             let conn = db.conn();
