@@ -43,8 +43,9 @@ pub struct ProbeArgs {
 }
 
 impl ProbeArgs {
-    /// The probe these flags ask for: this binary's `probe-open`.
-    pub fn probe(&self) -> Result<Option<sysdb::Probe>, Error> {
+    /// The probe these flags ask for: this binary's `probe-open`, with the
+    /// same DuckDB settings.
+    pub fn probe(&self, global: &Global) -> Result<Option<sysdb::Probe>, Error> {
         if !self.probe {
             return Ok(None);
         }
@@ -54,7 +55,7 @@ impl ProbeArgs {
                     "cannot find this sysdb binary to run it as the probe: {e}"
                 ))
             })?,
-            args: vec!["probe-open".to_owned()],
+            args: [global.setting_args(), vec!["probe-open".to_owned()]].concat(),
             timeout: self.probe_timeout,
         }))
     }
@@ -63,20 +64,20 @@ impl ProbeArgs {
 pub fn migrate(global: &Global, args: &MigrateArgs) -> Result<u8, Error> {
     let paths = global.paths()?;
     let ladder = global.require_ladder()?;
-    let probe = args.probe.probe()?;
+    let probe = args.probe.probe(global)?;
     let options = OpenOptions::default()
         .lock_wait(LOCK_WAIT)
         .probe(probe)
         .accept_drift(args.accept_drift)
         .storage_version(global.storage_version());
-    let db = SystemDb::open(&paths, &ladder, &options)?;
+    let db = SystemDb::open_with(&paths, &ladder, &options, &global.connector())?;
     emit(global, db.report(), |r| r.to_string());
     Ok(0)
 }
 
 /// `sysdb probe-open`.
-pub fn probe_open(file: &Utf8Path) -> Result<u8, Error> {
-    sysdb::probe_open(file, LOCK_WAIT)?;
+pub fn probe_open(global: &Global, file: &Utf8Path) -> Result<u8, Error> {
+    sysdb::probe_open_with(file, LOCK_WAIT, &global.connector())?;
     Ok(0)
 }
 
@@ -144,7 +145,8 @@ pub fn recover(global: &Global, args: &RecoverArgs) -> Result<u8, Error> {
     let lock = sysdb::lock(&paths, LOCK_WAIT)?;
     let mut progress = copy_progress("restoring");
     let done = sysdb::recover_by_hand(&paths, &lock, &source, &mut progress)?;
-    let conn = sysdb::DuckDbConnector
+    let conn = global
+        .connector()
         .connect(paths.db())
         .map_err(Error::duck("opening the restored", paths.db()))?;
     let recovered = Recovered {
@@ -202,9 +204,9 @@ pub fn snapshot(global: &Global, cmd: &SnapshotCommand) -> Result<u8, Error> {
             }
             let lock = sysdb::lock(&paths, LOCK_WAIT)?;
             let mut progress = copy_progress("snapshot");
-            let taken = sysdb::snapshot_now(&paths, &lock, &sysdb::DuckDbConnector, &mut progress)?;
+            let taken = sysdb::snapshot_now(&paths, &lock, &global.connector(), &mut progress)?;
             SnapshotReport {
-                version: open_read_only(&taken.to)
+                version: open_read_only(global, &taken.to)
                     .ok()
                     .and_then(|c| read_version(&c)),
                 path: taken.to,
@@ -216,7 +218,8 @@ pub fn snapshot(global: &Global, cmd: &SnapshotCommand) -> Result<u8, Error> {
             let bytes = fs_err::metadata(&path)
                 .map_err(Error::io("reading", &path))?
                 .len();
-            let conn = open_read_only(&path).map_err(Error::duck("opening the snapshot", &path))?;
+            let conn = open_read_only(global, &path)
+                .map_err(Error::duck("opening the snapshot", &path))?;
             SnapshotReport {
                 version: read_version(&conn),
                 path,

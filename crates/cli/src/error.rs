@@ -19,24 +19,24 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
     /// A file-system call failed.
-    #[error("while {doing} {path}: {source}")]
+    #[error("while {doing} {path}: {cause}")]
     Io {
         /// What was being done.
         doing: &'static str,
         /// The path.
         path: Utf8PathBuf,
         /// The failure.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// DuckDB failed on a file the command opened itself.
-    #[error("while {doing} {path}: {source}")]
+    #[error("while {doing} {path}: {cause}")]
     Duck {
         /// What was being done.
         doing: &'static str,
         /// The file.
         path: Utf8PathBuf,
         /// DuckDB's error.
-        source: Box<duckdb::Error>,
+        cause: Box<duckdb::Error>,
     },
     /// The command refuses; the message says why and what to do.
     #[error("{0}")]
@@ -104,7 +104,7 @@ impl Error {
         move |source| Error::Io {
             doing,
             path,
-            source,
+            cause: source,
         }
     }
 
@@ -116,7 +116,7 @@ impl Error {
         move |source| Error::Duck {
             doing,
             path,
-            source: Box::new(source),
+            cause: Box::new(source),
         }
     }
 }
@@ -135,11 +135,13 @@ pub(crate) fn hint(e: &sysdb::Error) -> Option<&'static str> {
                 C::OutOfMemory => "give the process more memory (the container's limit, DuckDB's memory_limit), then run the command again; no file was changed",
                 _ => "`sysdb check` says what an open would do; `sysdb status` shows the files",
             },
-            sysdb::Error::Schema { source, .. }
+            sysdb::Error::Schema { cause: source, .. }
                 if matches!(**source, sysdb_schema::Error::Drift { .. }) =>
             {
                 "if the change to those migrations is intended, `sysdb migrate --accept-drift` migrates anyway (`sysdb check --accept-drift` says what it would do); the database keeps what their old text did"
             }
+            sysdb::Error::SnapshotRefused { .. } => "`sysdb recover --from-snapshot` restores the snapshot by hand (every write made after it is lost; the files are set aside, not deleted); `sysdb status` shows its age and version",
+            sysdb::Error::Unreadable { snapshot: Some(_), .. } => "if the snapshot's data matters more than the writes made since, `sysdb recover --from-snapshot` restores it; `sysdb status` shows its age and version",
             sysdb::Error::Vanished { .. } => "`sysdb recover --from-snapshot` restores the newest snapshot (the pre-migrate one, or the previous one where only it is left; every write made after it is lost); `sysdb quarantine list` shows the files set aside; to start with an empty database, move those files away",
             sysdb::Error::Probe { .. } => "the database was not opened in this process; `sysdb check` says what an open would do",
             sysdb::Error::Reopen { .. } => "the restored copy does not open either; `sysdb quarantine list` shows every file set aside, `sysdb status` the snapshot",

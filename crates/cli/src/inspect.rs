@@ -4,9 +4,9 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use camino::{Utf8Path, Utf8PathBuf};
-use duckdb::{AccessMode, Connection};
+use duckdb::Connection;
 use serde::Serialize;
-use sysdb::{Marker, OpenOptions, Paths, Recovering, RestoreSource, SystemDb};
+use sysdb::{Connector as _, Marker, OpenOptions, Paths, Recovering, RestoreSource, SystemDb};
 
 use crate::error::Error;
 use crate::out::{age, bytes, emit};
@@ -67,9 +67,8 @@ struct Status {
 }
 
 /// A read-only connection: it takes no write lock and writes no file.
-pub fn open_read_only(path: &Utf8Path) -> duckdb::Result<Connection> {
-    let config = sysdb::config()?.access_mode(AccessMode::ReadOnly)?;
-    Connection::open_with_flags(path, config)
+pub fn open_read_only(global: &Global, path: &Utf8Path) -> duckdb::Result<Connection> {
+    global.connector().connect_read_only(path)
 }
 
 /// The schema version of the database (the schema crate's meaning of it), if it has one.
@@ -77,7 +76,7 @@ pub fn read_version(conn: &Connection) -> Option<u32> {
     sysdb_schema::current_version(conn).ok().filter(|v| *v > 0)
 }
 
-fn schema_info(paths: &Paths, ladder: Option<&sysdb::Ladder>) -> SchemaInfo {
+fn schema_info(global: &Global, paths: &Paths, ladder: Option<&sysdb::Ladder>) -> SchemaInfo {
     let mut info = SchemaInfo {
         storage_version: None,
         version: None,
@@ -90,7 +89,7 @@ fn schema_info(paths: &Paths, ladder: Option<&sysdb::Ladder>) -> SchemaInfo {
         info.error = Some("the database file does not exist".to_owned());
         return info;
     }
-    let conn = match open_read_only(paths.db()) {
+    let conn = match open_read_only(global, paths.db()) {
         Ok(conn) => conn,
         Err(e) => {
             let class = sysdb_errclass::classify_error(&e);
@@ -124,7 +123,9 @@ pub fn status(global: &Global) -> Result<u8, Error> {
                 .and_then(|m| m.modified())
                 .map(age)
                 .unwrap_or_default(),
-            version: open_read_only(&f.path).ok().and_then(|c| read_version(&c)),
+            version: open_read_only(global, &f.path)
+                .ok()
+                .and_then(|c| read_version(&c)),
             path: f.path,
             bytes: f.bytes,
         })
@@ -165,7 +166,7 @@ pub fn status(global: &Global) -> Result<u8, Error> {
         quarantine,
         lock_held: holder.is_some(),
         lock_holder_pid: holder.flatten(),
-        schema: schema_info(&paths, ladder.as_ref()),
+        schema: schema_info(global, &paths, ladder.as_ref()),
     };
     emit(global, &status, human_status);
     Ok(0)
@@ -332,10 +333,10 @@ pub fn check(global: &Global, args: &CheckArgs) -> Result<u8, Error> {
     let copy = copy_state(&paths, &scratch)?;
     let options = OpenOptions::default()
         .lock_wait(Duration::ZERO)
-        .probe(args.probe.probe()?)
+        .probe(args.probe.probe(global)?)
         .accept_drift(args.accept_drift)
         .storage_version(global.storage_version());
-    let result = SystemDb::open(&copy, &ladder, &options);
+    let result = SystemDb::open_with(&copy, &ladder, &options, &global.connector());
     let real = |text: &str| text.replace(copy.dir().as_str(), paths.dir().as_str());
     let verdict = match &result {
         Ok(db) => {
@@ -406,6 +407,11 @@ pub fn check(global: &Global, args: &CheckArgs) -> Result<u8, Error> {
             } else {
                 "healthy"
             };
+            if let Some(version) = &report.created {
+                would.push(format!(
+                    "create the database at storage version {version} (the oldest DuckDB that reads it)"
+                ));
+            }
             if let Some(m) = &report.migration {
                 let steps: Vec<String> = m
                     .steps

@@ -55,6 +55,12 @@ pub struct Global {
     /// can read the file. An existing file keeps its own [default: v1.4.0]
     #[arg(long, global = true, value_name = "VERSION", env = "SYSDB_STORAGE_VERSION", value_parser = storage_version)]
     storage_version: Option<sysdb::StorageVersion>,
+    /// A DuckDB setting (NAME=VALUE: memory_limit=2GB, temp_directory=/tmp,
+    /// threads=2) for every connection sysdb makes, the probe child's
+    /// included; repeat for more, or list them in SYSDB_DUCKDB_SETTINGS
+    /// separated by commas
+    #[arg(long = "duckdb-setting", global = true, value_name = "NAME=VALUE", env = "SYSDB_DUCKDB_SETTINGS", value_delimiter = ',', value_parser = setting)]
+    duckdb_settings: Vec<(String, String)>,
     /// Print JSON for machines instead of text: one object per line
     #[arg(long, global = true)]
     json: bool,
@@ -69,17 +75,21 @@ pub struct Global {
 
 /// Logs on stderr: RUST_LOG when set, else warnings (and, on a terminal,
 /// what each long step starts, as progress), more with -v, only errors
-/// with -q.
-fn init_logs(global: &Global) {
+/// with -q (and by default for `check` and `probe-open`).
+fn init_logs(global: &Global, command: &Command) {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
-    let level = match (global.quiet, global.verbose) {
-        (true, _) => "error",
-        (false, 0) if std::io::stderr().is_terminal() => "warn,sysdb=info,sysdb_snapshot=info",
-        (false, 0) => "warn",
-        (false, 1) => "info",
-        (false, 2) => "debug",
-        (false, _) => "trace",
+    // `check` runs the open on a copy and says what happened in its own
+    // words; the probe's parent reports how its child ended.
+    let own_words = matches!(command, Command::Check(_) | Command::ProbeOpen { .. });
+    let level = match global.verbose {
+        _ if global.quiet => "error",
+        0 if own_words => "error",
+        0 if std::io::stderr().is_terminal() => "warn,sysdb=info,sysdb_snapshot=info",
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     tracing_subscriber::fmt()
@@ -89,6 +99,17 @@ fn init_logs(global: &Global) {
         .with_ansi(std::io::stderr().is_terminal())
         .without_time()
         .init();
+}
+
+fn setting(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.trim().is_empty() => {
+            Ok((name.trim().to_owned(), value.trim().to_owned()))
+        }
+        _ => Err(format!(
+            "expected NAME=VALUE, as memory_limit=2GB, not {text:?}"
+        )),
+    }
 }
 
 fn storage_version(text: &str) -> Result<sysdb::StorageVersion, String> {
@@ -148,14 +169,15 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logs(&cli.global);
+    init_logs(&cli.global, &cli.command);
+    let hints = !matches!(cli.command, Command::ProbeOpen { .. });
     crate::out::QUIET.store(cli.global.quiet, std::sync::atomic::Ordering::Relaxed);
     let json = cli.global.json;
     let result = match cli.command {
         Command::Status => inspect::status(&cli.global),
         Command::Check(args) => inspect::check(&cli.global, &args),
         Command::Migrate(args) => commands::migrate(&cli.global, &args),
-        Command::ProbeOpen { file } => commands::probe_open(&file),
+        Command::ProbeOpen { file } => commands::probe_open(&cli.global, &file),
         Command::Recover(args) => commands::recover(&cli.global, &args),
         Command::Snapshot(cmd) => commands::snapshot(&cli.global, &cmd),
         Command::Quarantine(cmd) => commands::quarantine(&cli.global, &cmd),
@@ -166,16 +188,21 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
+            let chain = sysdb::error_chain(&e);
             if json {
                 let value = serde_json::json!({
                     "error": e.to_string(),
+                    "caused_by": &chain[1..],
                     "hint": e.hint(),
                     "exit_code": e.exit_code(),
                 });
                 println!("{value}");
             } else {
                 eprintln!("error: {e}");
-                if let Some(hint) = e.hint() {
+                for cause in &chain[1..] {
+                    eprintln!("caused by: {cause}");
+                }
+                if let Some(hint) = e.hint().filter(|_| hints) {
                     eprintln!("hint: {hint}");
                 }
             }
@@ -217,6 +244,20 @@ impl Global {
     /// The ladder, which this command needs.
     pub fn require_ladder(&self) -> Result<sysdb::Ladder, Error> {
         Ok(sysdb::Ladder::from_dir(self.require_migrations()?)?)
+    }
+
+    /// The connector every connection goes through: DuckDB with the
+    /// --duckdb-setting settings.
+    pub fn connector(&self) -> sysdb::DuckDbSettings {
+        sysdb::DuckDbSettings::new(self.duckdb_settings.iter().cloned())
+    }
+
+    /// The arguments that give a child `sysdb` the same settings.
+    pub fn setting_args(&self) -> Vec<String> {
+        self.duckdb_settings
+            .iter()
+            .flat_map(|(k, v)| ["--duckdb-setting".to_owned(), format!("{k}={v}")])
+            .collect()
     }
 
     /// The storage version new databases get.

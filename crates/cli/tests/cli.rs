@@ -834,3 +834,56 @@ fn the_entrypoint_starts_the_service_only_on_a_database_that_is_ready() {
     assert_eq!(code(&out), 1, "{}", text(&out));
     assert!(!text(&out).contains("service started"), "{}", text(&out));
 }
+
+#[test]
+fn duckdb_settings_reach_every_connection_the_probe_child_s_included() {
+    let (_tmp, tmp) = temp();
+    let (_, data) = fixture_copy("wal-replay-out-of-memory", &tmp);
+    let before = folder_digest(&data.join("state"));
+    let m = migrations();
+    // The log replays with the machine's memory; with 1 MB, one thread and
+    // no temporary folder to spill to it cannot, and a failure of the
+    // environment moves nothing.
+    for args in [
+        &[
+            "--duckdb-setting",
+            "memory_limit=1MB,temp_directory=,threads=1",
+            "--migrations",
+            &m,
+            "migrate",
+        ][..],
+        &[
+            "--duckdb-setting",
+            "memory_limit=1MB,temp_directory=,threads=1",
+            "--migrations",
+            &m,
+            "migrate",
+            "--probe",
+        ],
+    ] {
+        let out = sysdb_in(&data, args);
+        assert_eq!(code(&out), 1, "{args:?}: {}", text(&out));
+        assert!(text(&out).contains("memory"), "{}", text(&out));
+        assert_eq!(
+            folder_digest(&data.join("state")),
+            before,
+            "{args:?} moved files"
+        );
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_sysdb"))
+        .args(["--migrations", &m, "migrate", "--probe"])
+        .env("DATA_DIR", &data)
+        .env("SYSDB_DUCKDB_SETTINGS", "threads=1,temp_directory=,memory_limit=1MB")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run sysdb");
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    assert_eq!(folder_digest(&data.join("state")), before);
+
+    let out = sysdb_in(&data, &["--duckdb-setting", "memory_limit", "status"]);
+    assert_eq!(code(&out), 2, "{}", text(&out));
+    assert!(text(&out).contains("NAME=VALUE"), "{}", text(&out));
+
+    let out = sysdb_in(&data, &["--migrations", &m, "migrate"]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+}

@@ -230,7 +230,10 @@ impl Recorded {
 }
 
 fn bookkeeping(doing: &'static str) -> impl FnOnce(duckdb::Error) -> Error {
-    move |source| Error::Bookkeeping { doing, source }
+    move |source| Error::Bookkeeping {
+        doing,
+        cause: source,
+    }
 }
 
 /// The rows of a `schema_version` with every column this crate writes:
@@ -482,7 +485,7 @@ fn apply_step(conn: &Connection, step: &Step) -> Result<StepDone> {
         version: step.version(),
         name: step.name().to_owned(),
         statement: statement.to_owned(),
-        source,
+        cause: source,
     };
     // Dropping the transaction without commit rolls it back.
     let tx = conn
@@ -513,7 +516,7 @@ fn apply_step(conn: &Connection, step: &Step) -> Result<StepDone> {
         .map_err(|source| Error::Checkpoint {
             version: step.version(),
             name: step.name().to_owned(),
-            source,
+            cause: source,
         })?;
     #[cfg(feature = "failpoints")]
     fail::fail_point!("schema::step::done");

@@ -106,7 +106,7 @@ impl Ladder {
         let dir = dir.as_ref();
         let read_dir_error = |source| Error::ReadDir {
             dir: dir.to_owned(),
-            source,
+            cause: source,
         };
         let mut steps = Vec::new();
         for entry in fs_err::read_dir(dir).map_err(read_dir_error)? {
@@ -116,7 +116,7 @@ impl Ladder {
             let read = || {
                 fs_err::read_to_string(&path).map_err(|source| Error::ReadFile {
                     path: path.clone(),
-                    source,
+                    cause: source,
                 })
             };
             steps.extend(step_from_file(&path, read)?);
@@ -139,7 +139,7 @@ impl Ladder {
                     .map(str::to_owned)
                     .ok_or_else(|| Error::ReadFile {
                         path: path.to_owned(),
-                        source: std::io::Error::new(
+                        cause: std::io::Error::new(
                             std::io::ErrorKind::InvalidData,
                             "stream did not contain valid UTF-8",
                         ),

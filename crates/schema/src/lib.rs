@@ -95,28 +95,28 @@ pub enum Error {
         path: Utf8PathBuf,
     },
     /// The migrations folder could not be read.
-    #[error("while reading the migrations folder {dir}: {source}")]
+    #[error("while reading the migrations folder {dir}: {cause}")]
     ReadDir {
         /// The folder.
         dir: Utf8PathBuf,
         /// The underlying failure.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A migration file could not be read.
-    #[error("while reading migration {path}: {source}")]
+    #[error("while reading migration {path}: {cause}")]
     ReadFile {
         /// The file.
         path: Utf8PathBuf,
         /// The underlying failure.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// Reading or writing the bookkeeping failed.
-    #[error("while {doing}: {source}")]
+    #[error("while {doing}: {cause}")]
     Bookkeeping {
         /// What was being done (`reading schema_version`).
         doing: &'static str,
         /// DuckDB's error.
-        source: duckdb::Error,
+        cause: duckdb::Error,
     },
     /// The database was migrated by a newer build.
     #[error(
@@ -141,7 +141,7 @@ pub enum Error {
         drift: Vec<Drift>,
     },
     /// A step failed; the database stays at the version before it.
-    #[error("while applying migration {version} {name}: statement `{statement}` failed: {source}")]
+    #[error("while applying migration {version} {name}: statement `{statement}` failed: {cause}")]
     Step {
         /// The step's version.
         version: u32,
@@ -150,17 +150,17 @@ pub enum Error {
         /// The statement that failed.
         statement: String,
         /// DuckDB's error.
-        source: duckdb::Error,
+        cause: duckdb::Error,
     },
     /// The CHECKPOINT after a step failed (the step itself is committed).
-    #[error("while checkpointing after migration {version} {name}: {source}")]
+    #[error("while checkpointing after migration {version} {name}: {cause}")]
     Checkpoint {
         /// The step's version.
         version: u32,
         /// The step's name.
         name: String,
         /// DuckDB's error.
-        source: duckdb::Error,
+        cause: duckdb::Error,
     },
     /// After the final CHECKPOINT the write-ahead log is not empty.
     #[error("after migrating to version {version} the write-ahead log still holds {wal_size}; another connection may be writing, close it and retry")]

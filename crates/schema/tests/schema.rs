@@ -421,15 +421,15 @@ fn every_error_display() {
         },
         Error::ReadDir {
             dir: "migrations".into(),
-            source: io(),
+            cause: io(),
         },
         Error::ReadFile {
             path: "migrations/0027_add_owner.sql".into(),
-            source: io(),
+            cause: io(),
         },
         Error::Bookkeeping {
             doing: "reading schema_version",
-            source: duck(),
+            cause: duck(),
         },
         Error::DatabaseNewer {
             database: 31,
@@ -443,12 +443,12 @@ fn every_error_display() {
             version: 27,
             name: "add_owner".into(),
             statement: "ALTER TABLE jobs ADD COLUMN owner VARCHAR".into(),
-            source: duck(),
+            cause: duck(),
         },
         Error::Checkpoint {
             version: 27,
             name: "add_owner".into(),
-            source: duck(),
+            cause: duck(),
         },
         Error::WalNotEmpty {
             version: 27,

@@ -141,7 +141,7 @@ pub fn keep_previous(db: &ClosedDb) -> Result<Option<Moved>> {
         .map_err(|source| Error::Rename {
             from: from.clone(),
             to: to.clone(),
-            source,
+            cause: source,
         })?;
     sync_dir(files.dir())?;
     Ok(Some(Moved {
@@ -222,7 +222,7 @@ pub fn install(db: &ClosedDb, from: &Utf8Path) -> Result<Moved> {
     let bytes = fs_err::metadata(from)
         .map_err(|source| Error::OpenSource {
             path: from.to_owned(),
-            source,
+            cause: source,
         })?
         .len();
     io_point("snapshot::install::rename")
@@ -230,7 +230,7 @@ pub fn install(db: &ClosedDb, from: &Utf8Path) -> Result<Moved> {
         .map_err(|source| Error::Rename {
             from: from.to_owned(),
             to: files.db().to_owned(),
-            source,
+            cause: source,
         })?;
     sync_dir(files.dir())?;
     Ok(Moved {
@@ -316,11 +316,11 @@ pub(crate) fn durable_copy(
     refuse_symlink(dest)?;
     let source = fs_err::File::open(from).map_err(|source| Error::OpenSource {
         path: from.to_owned(),
-        source,
+        cause: source,
     })?;
     let meta = source.metadata().map_err(|source| Error::OpenSource {
         path: from.to_owned(),
-        source,
+        cause: source,
     })?;
     let total = meta.len();
 
@@ -330,7 +330,7 @@ pub(crate) fn durable_copy(
         .available_space(&dir)
         .map_err(|source| Error::SpaceCheck {
             dest: dest.to_owned(),
-            source,
+            cause: source,
         })?;
     if available < total {
         return Err(Error::NoSpace {
@@ -349,7 +349,7 @@ pub(crate) fn durable_copy(
     let copy_error = |source| Error::Copy {
         from: from.to_owned(),
         temp: temp.clone(),
-        source,
+        cause: source,
     };
     // Created with the source's mode, never wider: a database kept at
     // 0600 does not get a world-readable copy.
@@ -405,7 +405,7 @@ pub(crate) fn durable_copy(
         .and_then(|()| out.sync_all())
         .map_err(|source| Error::Sync {
             path: temp.clone(),
-            source,
+            cause: source,
         })?;
     drop(out);
     progress(Step::Synced);
@@ -417,14 +417,14 @@ pub(crate) fn durable_copy(
     renamed.map_err(|source| Error::Rename {
         from: temp.clone(),
         to: dest.to_owned(),
-        source,
+        cause: source,
     })?;
     guard.disarm();
     progress(Step::Renamed);
 
     io_point("snapshot::copy::sync-dir").map_err(|source| Error::SyncDir {
         dir: dir.clone(),
-        source,
+        cause: source,
     })?;
     sync_dir(&dir)?;
     progress(Step::DirSynced);
@@ -513,7 +513,7 @@ pub(crate) fn remove_stale_temps(dir: &Utf8Path, dest: &Utf8Path) -> Result<()> 
     let prefix = format!("{dest_name}.tmp-");
     let entries = fs_err::read_dir(dir).map_err(|source| Error::List {
         dir: dir.to_owned(),
-        source,
+        cause: source,
     })?;
     for entry in entries.flatten() {
         let name = entry.file_name();
@@ -526,7 +526,10 @@ pub(crate) fn remove_stale_temps(dir: &Utf8Path, dest: &Utf8Path) -> Result<()> 
         };
         if pid == std::process::id() || !process_alive(pid) {
             let path = dir.join(name.to_string_lossy().as_ref());
-            fs_err::remove_file(&path).map_err(|source| Error::Remove { path, source })?;
+            fs_err::remove_file(&path).map_err(|source| Error::Remove {
+                path,
+                cause: source,
+            })?;
         }
     }
     Ok(())
@@ -636,7 +639,9 @@ mod tests {
         };
         let err = snapshot_on(&disk, &files).expect_err("injected full disk");
         match err {
-            Error::Copy { source, .. } => assert_eq!(source.kind(), io::ErrorKind::StorageFull),
+            Error::Copy { cause: source, .. } => {
+                assert_eq!(source.kind(), io::ErrorKind::StorageFull)
+            }
             other => panic!("unexpected {other:?}"),
         }
         assert_untouched(&dir, &files);

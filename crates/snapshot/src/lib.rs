@@ -131,20 +131,20 @@ pub enum Error {
         path: Utf8PathBuf,
     },
     /// The copy's source could not be opened or measured.
-    #[error("while opening {path} to copy it: {source}")]
+    #[error("while opening {path} to copy it: {cause}")]
     OpenSource {
         /// The source file.
         path: Utf8PathBuf,
         /// The underlying failure.
-        source: io::Error,
+        cause: io::Error,
     },
     /// The free space of the destination's file system could not be read.
-    #[error("while checking the free space for {dest}: {source}")]
+    #[error("while checking the free space for {dest}: {cause}")]
     SpaceCheck {
         /// The destination file.
         dest: Utf8PathBuf,
         /// The underlying failure.
-        source: io::Error,
+        cause: io::Error,
     },
     /// The destination's file system has less free space than the copy needs.
     #[error(
@@ -161,56 +161,56 @@ pub enum Error {
         available: u64,
     },
     /// Copying the bytes into the temporary file failed.
-    #[error("while copying {from} to {temp}: {source}")]
+    #[error("while copying {from} to {temp}: {cause}")]
     Copy {
         /// The source file.
         from: Utf8PathBuf,
         /// The temporary file (removed again).
         temp: Utf8PathBuf,
         /// The underlying failure.
-        source: io::Error,
+        cause: io::Error,
     },
     /// Syncing a file's bytes to disk failed.
-    #[error("while syncing {path} to disk: {source}")]
+    #[error("while syncing {path} to disk: {cause}")]
     Sync {
         /// The file.
         path: Utf8PathBuf,
         /// The underlying failure.
-        source: io::Error,
+        cause: io::Error,
     },
     /// Renaming a file failed.
-    #[error("while renaming {from} to {to}: {source}")]
+    #[error("while renaming {from} to {to}: {cause}")]
     Rename {
         /// The file's old name.
         from: Utf8PathBuf,
         /// The name it was to get.
         to: Utf8PathBuf,
         /// The underlying failure.
-        source: io::Error,
+        cause: io::Error,
     },
     /// Syncing a folder (making a rename durable) failed.
-    #[error("while syncing folder {dir} to disk: {source}")]
+    #[error("while syncing folder {dir} to disk: {cause}")]
     SyncDir {
         /// The folder.
         dir: Utf8PathBuf,
         /// The underlying failure.
-        source: io::Error,
+        cause: io::Error,
     },
     /// Reading a folder's entries failed.
-    #[error("while listing folder {dir}: {source}")]
+    #[error("while listing folder {dir}: {cause}")]
     List {
         /// The folder.
         dir: Utf8PathBuf,
         /// The underlying failure.
-        source: io::Error,
+        cause: io::Error,
     },
     /// Removing a file failed.
-    #[error("while removing {path}: {source}")]
+    #[error("while removing {path}: {cause}")]
     Remove {
         /// The file.
         path: Utf8PathBuf,
         /// The underlying failure.
-        source: io::Error,
+        cause: io::Error,
     },
     /// Every quarantine name for this second is taken.
     #[error(
@@ -248,7 +248,7 @@ pub fn write_durably(path: &camino::Utf8Path, bytes: &[u8]) -> Result<()> {
     let copy_error = |source| Error::Copy {
         from: path.to_owned(),
         temp: temp.clone(),
-        source,
+        cause: source,
     };
     copy::refuse_symlink(path)?;
     // Not writable by others, whatever the umask.
@@ -276,7 +276,7 @@ pub fn write_durably(path: &camino::Utf8Path, bytes: &[u8]) -> Result<()> {
         return Err(Error::Rename {
             from: temp,
             to: path.to_owned(),
-            source,
+            cause: source,
         });
     }
     sync_dir(&dir)
@@ -293,7 +293,7 @@ pub fn remove_durably(path: &camino::Utf8Path) -> Result<bool> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(source) => Err(Error::Remove {
             path: path.to_owned(),
-            source,
+            cause: source,
         }),
     }
 }
@@ -304,7 +304,7 @@ fn sync_dir(dir: &camino::Utf8Path) -> Result<()> {
         .and_then(|d| d.sync_all())
         .map_err(|source| Error::SyncDir {
             dir: dir.to_owned(),
-            source,
+            cause: source,
         })
 }
 
@@ -327,11 +327,11 @@ mod tests {
             },
             Error::OpenSource {
                 path: p("system.duckdb"),
-                source: io(),
+                cause: io(),
             },
             Error::SpaceCheck {
                 dest: p("system.duckdb.pre-migrate"),
-                source: io(),
+                cause: io(),
             },
             Error::NoSpace {
                 from: p("system.duckdb"),
@@ -342,28 +342,28 @@ mod tests {
             Error::Copy {
                 from: p("system.duckdb"),
                 temp: p("system.duckdb.pre-migrate.tmp-42"),
-                source: io(),
+                cause: io(),
             },
             Error::Sync {
                 path: p("system.duckdb.pre-migrate.tmp-42"),
-                source: io(),
+                cause: io(),
             },
             Error::Rename {
                 from: p("system.duckdb.pre-migrate.tmp-42"),
                 to: p("system.duckdb.pre-migrate"),
-                source: io(),
+                cause: io(),
             },
             Error::SyncDir {
                 dir: p(""),
-                source: io(),
+                cause: io(),
             },
             Error::List {
                 dir: p(""),
-                source: io(),
+                cause: io(),
             },
             Error::Remove {
                 path: p("system.duckdb.broken.20261127T101500Z"),
-                source: io(),
+                cause: io(),
             },
             Error::NamesExhausted {
                 db: p("system.duckdb"),

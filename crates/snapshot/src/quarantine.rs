@@ -135,7 +135,11 @@ pub(crate) fn quarantine_at(db: &ClosedDb, now: SystemTime) -> Result<Quarantine
                     Err(source) => {
                         // What was moved stays moved; make that durable.
                         sync_dir(files.dir())?;
-                        return Err(Error::Rename { from, to, source });
+                        return Err(Error::Rename {
+                            from,
+                            to,
+                            cause: source,
+                        });
                     }
                 }
             }
@@ -155,7 +159,7 @@ pub(crate) fn quarantine_at(db: &ClosedDb, now: SystemTime) -> Result<Quarantine
     if !moved.is_empty() {
         io_point("snapshot::quarantine::sync-dir").map_err(|source| Error::SyncDir {
             dir: files.dir().to_owned(),
-            source,
+            cause: source,
         })?;
         sync_dir(files.dir())?;
     }
@@ -176,7 +180,7 @@ pub fn list(files: &DbFiles) -> Result<Vec<QuarantineSet>> {
         Err(source) => {
             return Err(Error::List {
                 dir: dir.to_owned(),
-                source,
+                cause: source,
             })
         }
     };
@@ -184,7 +188,7 @@ pub fn list(files: &DbFiles) -> Result<Vec<QuarantineSet>> {
     for entry in entries {
         let entry = entry.map_err(|source| Error::List {
             dir: dir.to_owned(),
-            source,
+            cause: source,
         })?;
         let name = entry.file_name();
         let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
@@ -238,7 +242,7 @@ pub fn prune(files: &DbFiles, keep: usize) -> Result<Vec<QuarantineSet>> {
         for (path, _) in &set.files {
             fs_err::remove_file(path).map_err(|source| Error::Remove {
                 path: path.clone(),
-                source,
+                cause: source,
             })?;
         }
     }

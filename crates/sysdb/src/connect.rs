@@ -6,17 +6,36 @@ use camino::Utf8Path;
 use duckdb::{Config, Connection};
 use serde::Serialize;
 
-/// Opens connections to a database file. [`DuckDbConnector`] is the real
-/// one; tests put failures here, the way the seed service patched
-/// `duckdb.connect`.
+/// Opens connections to a database file: every connection sysdb makes
+/// goes through one (the first connect, the replays of copies, the
+/// read-only reads of a snapshot's version, the probe child's open when it
+/// calls [`probe_open_with`](crate::probe_open_with)). [`DuckDbConnector`]
+/// is the real one, [`DuckDbSettings`] the real one with the service's own
+/// DuckDB settings; tests put failures here, the way the seed service
+/// patched `duckdb.connect`.
 pub trait Connector {
+    /// The settings of the connections this connector opens. By default,
+    /// [`config`]'s.
+    fn config(&self) -> duckdb::Result<Config> {
+        config()
+    }
+
     /// Open a connection to the database at `path`.
-    fn connect(&self, path: &Utf8Path) -> duckdb::Result<Connection>;
+    fn connect(&self, path: &Utf8Path) -> duckdb::Result<Connection> {
+        Connection::open_with_flags(path, self.config()?)
+    }
+
+    /// Open the database at `path` read-only: no write lock, no file
+    /// written.
+    fn connect_read_only(&self, path: &Utf8Path) -> duckdb::Result<Connection> {
+        let config = self.config()?.access_mode(duckdb::AccessMode::ReadOnly)?;
+        Connection::open_with_flags(path, config)
+    }
 
     /// Open an in-memory database, for replaying a write-ahead log through
-    /// ATTACH. By default, with [`config`]'s settings.
+    /// ATTACH.
     fn connect_in_memory(&self) -> duckdb::Result<Connection> {
-        Connection::open_in_memory_with_flags(config()?)
+        Connection::open_in_memory_with_flags(self.config()?)
     }
 }
 
@@ -32,9 +51,51 @@ pub fn config() -> duckdb::Result<Config> {
         .with("autoload_known_extensions", "false")
 }
 
-impl Connector for DuckDbConnector {
-    fn connect(&self, path: &Utf8Path) -> duckdb::Result<Connection> {
-        Connection::open_with_flags(path, config()?)
+impl Connector for DuckDbConnector {}
+
+/// The real connector with DuckDB settings of the service's own
+/// (`memory_limit`, `temp_directory`, `threads`, …) on top of [`config`]'s,
+/// for every connection sysdb makes.
+///
+/// ```
+/// use sysdb::{Connector, DuckDbSettings};
+///
+/// let settings = DuckDbSettings::new([("memory_limit", "256MB"), ("threads", "2")]);
+/// let conn = settings.connect_in_memory().unwrap();
+/// let limit: String = conn
+///     .query_row("SELECT current_setting('memory_limit')", [], |r| r.get(0))
+///     .unwrap();
+/// assert_eq!(limit, "244.1 MiB");
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DuckDbSettings {
+    settings: Vec<(String, String)>,
+}
+
+impl DuckDbSettings {
+    /// The settings, as `(name, value)`, applied in order.
+    pub fn new<K: Into<String>, V: Into<String>>(
+        settings: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        Self {
+            settings: settings
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        }
+    }
+
+    /// The settings, as `(name, value)`.
+    pub fn settings(&self) -> &[(String, String)] {
+        &self.settings
+    }
+}
+
+impl Connector for DuckDbSettings {
+    fn config(&self) -> duckdb::Result<Config> {
+        self.settings
+            .iter()
+            .try_fold(config()?, |config, (name, value)| config.with(name, value))
     }
 }
 

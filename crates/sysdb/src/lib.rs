@@ -59,11 +59,13 @@ use camino::Utf8PathBuf;
 use duckdb::Connection;
 use sysdb_snapshot::ClosedDb;
 
-pub use connect::{config, storage_version_of, Connector, DuckDbConnector, StorageVersion};
+pub use connect::{
+    config, storage_version_of, Connector, DuckDbConnector, DuckDbSettings, StorageVersion,
+};
 pub use lock::OpenLock;
 pub use marker::{sha256_file, Marker, Recovering};
 pub use paths::{Paths, DATA_DIR_ENV};
-pub use probe::{probe_open, Probe};
+pub use probe::{probe_open, probe_open_with, Probe};
 pub use recover::{recover_by_hand, ByHand, HandSource};
 pub use report::{
     FailedCommit, LogKept, MetError, Migration, MovedFile, OpenReport, Phase, ProbeOutcome,
@@ -305,9 +307,23 @@ impl Error {
         move |source| Error::Open {
             path,
             class: sysdb_errclass::classify_error(&source),
-            source: Box::new(source),
+            cause: Box::new(source),
         }
     }
+}
+
+/// The messages of `error` and of each of its causes, outermost first.
+/// Every error of sysdb's crates says its cause in its own message or
+/// returns it as its `source`, never both, so no text repeats.
+///
+/// ```
+/// let err = sysdb::Error::NoDataDir;
+/// assert_eq!(sysdb::error_chain(&err), [err.to_string()]);
+/// ```
+pub fn error_chain(error: &dyn std::error::Error) -> Vec<String> {
+    std::iter::successors(Some(error), |e| e.source())
+        .map(ToString::to_string)
+        .collect()
 }
 
 /// Take the open lock `system.duckdb.lock` without opening the database,
@@ -317,7 +333,7 @@ impl Error {
 pub fn lock(paths: &Paths, wait: Duration) -> Result<OpenLock> {
     fs_err::create_dir_all(paths.dir()).map_err(|source| Error::Folder {
         path: paths.dir().to_owned(),
-        source,
+        cause: source,
     })?;
     lock::acquire(&paths.lock(), wait)
 }
@@ -356,20 +372,20 @@ pub enum Error {
     #[error("while naming the database's files: {0}")]
     Files(sysdb_snapshot::Error),
     /// The database's folder could not be created.
-    #[error("while creating the database folder {path}: {source}")]
+    #[error("while creating the database folder {path}: {cause}")]
     Folder {
         /// The folder.
         path: Utf8PathBuf,
         /// The underlying failure.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The lock file could not be opened or locked.
-    #[error("while taking the open lock {path}: {source}")]
+    #[error("while taking the open lock {path}: {cause}")]
     Lock {
         /// The lock file.
         path: Utf8PathBuf,
         /// The underlying failure.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// Another process holds the open lock.
     #[error("{path} is held by {} (waited {waited:.1?}); stop that process or retry when it is done", .pid.map_or("another process".to_owned(), |p| format!("process {p}")))]
@@ -383,14 +399,14 @@ pub enum Error {
     },
     /// DuckDB could not open the database, and recovery may not act on this
     /// failure (or has nothing to recover from). DuckDB's text is unchanged.
-    #[error("while opening {path}: {source}{}", advice(*class))]
+    #[error("while opening {path}: {cause}{}", advice(*class))]
     Open {
         /// The database.
         path: Utf8PathBuf,
         /// What kind of failure it is.
         class: ErrorClass,
         /// DuckDB's error.
-        source: Box<duckdb::Error>,
+        cause: Box<duckdb::Error>,
     },
     /// The write-ahead log could not be replayed, recovery set the files
     /// aside and restored a copy, and opening that copy failed too.
@@ -405,7 +421,7 @@ pub enum Error {
     },
     /// The database file is unreadable, and the strict option forbids
     /// restoring the snapshot without a migration in flight.
-    #[error("{path} cannot be read and {why}, so the snapshot {snapshot} ({}, written {age}) is not restored automatically: it would lose every write made after it; if that is acceptable, restore it by hand with `sysdb recover --from-snapshot`", .version.map_or("schema version unknown".to_owned(), |v| format!("schema version {v}")))]
+    #[error("{path} cannot be read and {why}, so the snapshot {snapshot} ({}, written {age}) is not restored automatically: it would lose every write made after it; if that is acceptable, restore it by hand", .version.map_or("schema version unknown".to_owned(), |v| format!("schema version {v}")))]
     SnapshotRefused {
         /// The database.
         path: Utf8PathBuf,
@@ -435,22 +451,22 @@ pub enum Error {
         problem: String,
     },
     /// Moving files during recovery or the migration window failed.
-    #[error("while {doing} {path}: {source}")]
+    #[error("while {doing} {path}: {cause}")]
     Move {
         /// What was being done.
         doing: &'static str,
         /// The database.
         path: Utf8PathBuf,
         /// The underlying failure.
-        source: sysdb_snapshot::Error,
+        cause: sysdb_snapshot::Error,
     },
     /// The migration ladder refused or failed.
-    #[error("while migrating {path}: {source}")]
+    #[error("while migrating {path}: {cause}")]
     Schema {
         /// The database.
         path: Utf8PathBuf,
         /// The ladder's error.
-        source: Box<sysdb_schema::Error>,
+        cause: Box<sysdb_schema::Error>,
     },
     /// The probe child could not be started or did not finish in time.
     #[error("while probing the first open of {path} in a child process: {problem}")]
@@ -462,7 +478,7 @@ pub enum Error {
     },
     /// A table of the database does not read whole, so the migration window
     /// does not replace the snapshot with a copy of it.
-    #[error("while reading {path} whole before a migration replaces its snapshot: {table} does not read: {source}; nothing was migrated{}", .snapshot.as_ref().map_or(String::new(), |s| format!(" and the snapshot {s} is kept; restore it with `sysdb recover --from-snapshot` if its data matters more than the writes made since")))]
+    #[error("while reading {path} whole before a migration replaces its snapshot: {table} does not read: {cause}; nothing was migrated{}", .snapshot.as_ref().map_or(String::new(), |s| format!(" and the snapshot {s} is kept (restoring it loses the writes made since)")))]
     Unreadable {
         /// The database.
         path: Utf8PathBuf,
@@ -473,22 +489,22 @@ pub enum Error {
         /// What kind of failure it is.
         class: ErrorClass,
         /// DuckDB's error.
-        source: Box<duckdb::Error>,
+        cause: Box<duckdb::Error>,
     },
     /// A replay of a copy in the scratch folder could not be set up (the
     /// copy, the cut log, the probe child); nothing was moved.
-    #[error("while {doing} {path} in its scratch folder: {source}")]
+    #[error("while {doing} {path} in its scratch folder: {cause}")]
     Replay {
         /// The database.
         path: Utf8PathBuf,
         /// What was being done.
         doing: &'static str,
         /// The underlying failure.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A new database could not be created; nothing is in its place.
     #[error(
-        "while creating the new database {path} at storage version {storage_version}: {source}"
+        "while creating the new database {path} at storage version {storage_version}: {cause}"
     )]
     Create {
         /// The database.
@@ -496,17 +512,17 @@ pub enum Error {
         /// The storage version it was to have.
         storage_version: StorageVersion,
         /// DuckDB's error.
-        source: Box<duckdb::Error>,
+        cause: Box<duckdb::Error>,
     },
     /// A statement sysdb runs itself (CHECKPOINT) failed.
-    #[error("while running {statement} on {path}: {source}")]
+    #[error("while running {statement} on {path}: {cause}")]
     Statement {
         /// The database.
         path: Utf8PathBuf,
         /// The statement.
         statement: &'static str,
         /// DuckDB's error.
-        source: Box<duckdb::Error>,
+        cause: Box<duckdb::Error>,
     },
 }
 
@@ -546,11 +562,11 @@ mod tests {
             Error::Files(sysdb_snapshot::Error::NotAFile { path: "/".into() }),
             Error::Folder {
                 path: "/srv/data/state".into(),
-                source: io(std::io::ErrorKind::PermissionDenied, "Permission denied"),
+                cause: io(std::io::ErrorKind::PermissionDenied, "Permission denied"),
             },
             Error::Lock {
                 path: "/srv/data/state/system.duckdb.lock".into(),
-                source: io(std::io::ErrorKind::ReadOnlyFilesystem, "Read-only file system"),
+                cause: io(std::io::ErrorKind::ReadOnlyFilesystem, "Read-only file system"),
             },
             Error::Locked {
                 path: "/srv/data/state/system.duckdb.lock".into(),
@@ -565,12 +581,12 @@ mod tests {
             Error::Open {
                 path: db.clone(),
                 class: ErrorClass::CorruptDatabase,
-                source: Box::new(duck("IO Error: Corrupt database file: computed checksum 1 does not match stored checksum 2 in block at location 12288")),
+                cause: Box::new(duck("IO Error: Corrupt database file: computed checksum 1 does not match stored checksum 2 in block at location 12288")),
             },
             Error::Open {
                 path: db.clone(),
                 class: ErrorClass::OutOfMemory,
-                source: Box::new(duck("Out of Memory Error: Failure while replaying WAL file \"/srv/data/state/system.duckdb.wal\": failed to allocate data of size 2.0 MiB (37.0 MiB/38.3 MiB used)")),
+                cause: Box::new(duck("Out of Memory Error: Failure while replaying WAL file \"/srv/data/state/system.duckdb.wal\": failed to allocate data of size 2.0 MiB (37.0 MiB/38.3 MiB used)")),
             },
             Error::Reopen {
                 path: db.clone(),
@@ -594,7 +610,7 @@ mod tests {
             Error::Create {
                 path: db.clone(),
                 storage_version: StorageVersion::default(),
-                source: Box::new(duck("IO Error: Cannot open file \"/srv/data/state/system.duckdb.replay/new/system.duckdb\": No space left on device")),
+                cause: Box::new(duck("IO Error: Cannot open file \"/srv/data/state/system.duckdb.replay/new/system.duckdb\": No space left on device")),
             },
             Error::Vanished {
                 path: db.clone(),
@@ -610,14 +626,14 @@ mod tests {
             Error::Move {
                 doing: "quarantining",
                 path: db.clone(),
-                source: sysdb_snapshot::Error::Occupied {
+                cause: sysdb_snapshot::Error::Occupied {
                     from: "/srv/data/state/system.duckdb.broken.20261127T101503Z".into(),
                     path: db.clone(),
                 },
             },
             Error::Schema {
                 path: db.clone(),
-                source: Box::new(sysdb_schema::Error::DatabaseNewer {
+                cause: Box::new(sysdb_schema::Error::DatabaseNewer {
                     database: 28,
                     ladder: 27,
                 }),
@@ -631,21 +647,30 @@ mod tests {
                 snapshot: Some("/srv/data/state/system.duckdb.pre-migrate".into()),
                 table: "\"main\".\"jobs\"".to_owned(),
                 class: ErrorClass::CorruptDatabase,
-                source: Box::new(duck("Data Corruption Error: Corrupt database file: computed checksum 6371212628789838610 does not match stored checksum 12513807375399442 in block at location 798720")),
+                cause: Box::new(duck("Data Corruption Error: Corrupt database file: computed checksum 6371212628789838610 does not match stored checksum 12513807375399442 in block at location 798720")),
             },
             Error::Unreadable {
                 path: db.clone(),
                 snapshot: None,
                 table: "\"main\".\"jobs\"".to_owned(),
                 class: ErrorClass::CorruptDatabase,
-                source: Box::new(duck("Data Corruption Error: Corrupt database file: computed checksum 6371212628789838610 does not match stored checksum 12513807375399442 in block at location 798720")),
+                cause: Box::new(duck("Data Corruption Error: Corrupt database file: computed checksum 6371212628789838610 does not match stored checksum 12513807375399442 in block at location 798720")),
             },
             Error::Statement {
                 path: db,
                 statement: "CHECKPOINT",
-                source: Box::new(duck("IO Error: No space left on device")),
+                cause: Box::new(duck("IO Error: No space left on device")),
             },
         ];
+        for e in &errors {
+            let chain = error_chain(e);
+            for pair in chain.windows(2) {
+                assert!(
+                    !pair[0].contains(&pair[1]),
+                    "a cause is printed twice in {chain:#?}"
+                );
+            }
+        }
         let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
         insta::assert_snapshot!(text.join("\n\n"));
     }

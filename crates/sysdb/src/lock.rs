@@ -32,7 +32,7 @@ impl Drop for OpenLock {
 pub(crate) fn acquire(path: &Utf8Path, wait: Duration) -> Result<OpenLock> {
     let io_error = |source| Error::Lock {
         path: path.to_owned(),
-        source,
+        cause: source,
     };
     // Not writable by others whatever the umask, and never through a
     // symbolic link (the pid would be written wherever it points).

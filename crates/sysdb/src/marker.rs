@@ -135,7 +135,7 @@ pub(crate) fn write(
     sysdb_snapshot::write_durably(path, bytes).map_err(|source| Error::Move {
         doing,
         path: paths.db().to_owned(),
-        source,
+        cause: source,
     })
 }
 

@@ -92,7 +92,7 @@ pub(crate) fn observe(paths: &Paths) -> Result<Found> {
     let sets = sysdb_snapshot::list(paths.files()).map_err(|source| Error::Move {
         doing: "listing the quarantine sets of",
         path: paths.db().to_owned(),
-        source,
+        cause: source,
     })?;
     evidence.extend(sets.iter().map(|s| format!("quarantine set {}", s.id)));
     let wal = sysdb_snapshot::SIDECAR_SUFFIXES

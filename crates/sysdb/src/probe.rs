@@ -36,13 +36,23 @@ pub struct Probe {
 /// probe run by hand takes the lock first, waiting up to `lock_wait`, so
 /// that it never replays a log while another process opens or recovers.
 pub fn probe_open(db: &Utf8Path, lock_wait: Duration) -> Result<()> {
+    probe_open_with(db, lock_wait, &DuckDbConnector)
+}
+
+/// [`probe_open`] through `connector`: the service's own DuckDB settings
+/// (give the child the same ones as the open that runs it).
+pub fn probe_open_with(
+    db: &Utf8Path,
+    lock_wait: Duration,
+    connector: &dyn Connector,
+) -> Result<()> {
     let paths = crate::Paths::for_db(db)?;
     let parent = rustix::process::getppid().map(|p| p.as_raw_nonzero().get().unsigned_abs());
     let _lock = match crate::lock_holder(&paths) {
         Some(Some(holder)) if Some(holder) == parent => None,
         _ => Some(crate::lock(&paths, lock_wait)?),
     };
-    DuckDbConnector
+    connector
         .connect(db)
         .and_then(|conn| conn.close().map_err(|(_, e)| e))
         .map_err(Error::open(db))

@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use camino::{Utf8Path, Utf8PathBuf};
-use duckdb::{AccessMode, Connection};
+use duckdb::Connection;
 use serde::Serialize;
 use sysdb_errclass::{classify_error, ErrorClass, WalReplayCause};
 use sysdb_schema::Ladder;
@@ -23,7 +23,7 @@ use crate::report::{
     FailedCommit, LogKept, MetError, MovedFile, ProbeOutcome, RestoreSource, Restored,
 };
 use crate::wal::{Cuts, Tail, WalLayout};
-use crate::{config, probe, Connector, Error, OpenLock, OpenOptions, OpenReport, Paths, Result};
+use crate::{probe, Connector, Error, OpenLock, OpenOptions, OpenReport, Paths, Result};
 
 pub(crate) fn connect_or_recover(
     paths: &Paths,
@@ -131,7 +131,7 @@ pub(crate) fn connect_or_recover(
             return Err(Error::Open {
                 path: paths.db().to_owned(),
                 class,
-                source: Box::new(wal_error),
+                cause: Box::new(wal_error),
             });
         }
         OnFailure::Recover(sources) => sources,
@@ -142,7 +142,7 @@ pub(crate) fn connect_or_recover(
         // The file is the copy the killed recovery restored, and it does
         // not read: go on to the snapshot, as that recovery would have.
         tracing::warn!(error = %wal_error, "the database file the earlier recovery restored is unreadable");
-        strict_check(paths, ladder, options, found)?;
+        strict_check(paths, ladder, options, found, connector)?;
         recovery.set_aside(report)?;
         let conn = recovery.restore(None, &wal_error, None, report)?;
         return recovery.finish(conn);
@@ -157,7 +157,7 @@ pub(crate) fn connect_or_recover(
     let scratch = Scratch::new(paths).map_err(|source| Error::Replay {
         path: paths.db().to_owned(),
         doing: "preparing the scratch folder for",
-        source,
+        cause: source,
     })?;
     let chosen = recovery.choose(sources, &replayer, &scratch, &wal_error, report);
     let chosen = match chosen {
@@ -246,7 +246,7 @@ impl Recovery<'_> {
             move |source| Error::Replay {
                 path: paths.db().to_owned(),
                 doing,
-                source,
+                cause: source,
             }
         };
         let scratch = Scratch::new(paths).map_err(io_error("preparing the scratch folder for"))?;
@@ -256,7 +256,7 @@ impl Recovery<'_> {
         crate::connect::create(self.connector, &new, version).map_err(|source| Error::Create {
             path: paths.db().to_owned(),
             storage_version: version.clone(),
-            source: Box::new(source),
+            cause: Box::new(source),
         })?;
         fs_err::File::open(&new)
             .and_then(|f| f.sync_all())
@@ -274,7 +274,7 @@ impl Recovery<'_> {
         move |source| Error::Move {
             doing,
             path,
-            source,
+            cause: source,
         }
     }
 
@@ -295,7 +295,7 @@ impl Recovery<'_> {
             move |source| Error::Replay {
                 path,
                 doing,
-                source,
+                cause: source,
             }
         };
         let wal = fs_err::read(paths.wal()).ok();
@@ -476,7 +476,7 @@ impl Recovery<'_> {
         Error::Open {
             path: self.paths.db().to_owned(),
             class,
-            source: Box::new(duck_error(
+            cause: Box::new(duck_error(
                 &scratch.as_original(&error.to_string(), self.paths),
             )),
         }
@@ -582,7 +582,7 @@ impl Recovery<'_> {
                     tracing::warn!(error = %e, "the database file at its last checkpoint is unreadable");
                     // The refusal leaves this copy in place: the next open
                     // fails on it the same way instead of starting empty.
-                    strict_check(paths, self.ladder, self.options, self.found)?;
+                    strict_check(paths, self.ladder, self.options, self.found, self.connector)?;
                     // The copy duplicates what is already in quarantine; set
                     // it aside too rather than delete it.
                     self.set_aside(report)?;
@@ -590,7 +590,7 @@ impl Recovery<'_> {
                 Err(reconnect) => return Err(reopen_error(reconnect)),
             }
         } else {
-            strict_check(paths, self.ladder, self.options, self.found)?;
+            strict_check(paths, self.ladder, self.options, self.found, self.connector)?;
         }
 
         // Then the pre-migrate snapshot.
@@ -638,7 +638,7 @@ impl Recovery<'_> {
         remove_durably(&self.paths.recovering()).map_err(|source| Error::Move {
             doing: "removing the recovery marker of",
             path: self.paths.db().to_owned(),
-            source,
+            cause: source,
         })?;
         // A scratch folder left by a recovery that was killed.
         Scratch::at(self.paths).remove();
@@ -651,7 +651,7 @@ fn newest_quarantined_db(paths: &Paths) -> Result<Option<Utf8PathBuf>> {
     let sets = sysdb_snapshot::list(paths.files()).map_err(|source| Error::Move {
         doing: "listing the quarantine sets of",
         path: paths.db().to_owned(),
-        source,
+        cause: source,
     })?;
     let prefix = paths.files().sibling(".broken.");
     Ok(sets.into_iter().find_map(|set| {
@@ -671,6 +671,7 @@ fn strict_check(
     ladder: &Ladder,
     options: &OpenOptions,
     found: &Found,
+    connector: &dyn Connector,
 ) -> Result<()> {
     if !options.strict_snapshot {
         return Ok(());
@@ -692,7 +693,7 @@ fn strict_check(
                 humantime::format_duration(Duration::from_secs(a.as_secs()))
             )
         }),
-        version: read_only_version(&snapshot, ladder),
+        version: read_only_version(&snapshot, ladder, connector),
         snapshot,
         why,
     };
@@ -712,9 +713,8 @@ fn version(ladder: &Ladder, conn: &Connection) -> Option<u32> {
 }
 
 /// The schema version of a database file, read without writing to it.
-fn read_only_version(path: &Utf8Path, ladder: &Ladder) -> Option<u32> {
-    let config = config().ok()?.access_mode(AccessMode::ReadOnly).ok()?;
-    let conn = Connection::open_with_flags(path, config).ok()?;
+fn read_only_version(path: &Utf8Path, ladder: &Ladder, connector: &dyn Connector) -> Option<u32> {
+    let conn = connector.connect_read_only(path).ok()?;
     version(ladder, &conn)
 }
 
@@ -756,7 +756,7 @@ pub fn recover_by_hand(
         move |source| Error::Move {
             doing,
             path: paths.db().to_owned(),
-            source,
+            cause: source,
         }
     };
     let (error, snapshot) = match source {

@@ -23,7 +23,7 @@ pub(crate) fn ensure_schema(
 ) -> Result<Connection> {
     let schema_error = |source| Error::Schema {
         path: paths.db().to_owned(),
-        source: Box::new(source),
+        cause: Box::new(source),
     };
     let apply_options = ApplyOptions {
         target: None,
@@ -136,7 +136,7 @@ fn snapshot_window(
     let taken = taken.map_err(|source| Error::Move {
         doing: "taking the pre-migrate snapshot of",
         path: paths.db().to_owned(),
-        source,
+        cause: source,
     })?;
     let snapshot_sha256 = snapshot_sha256?;
     #[cfg(feature = "failpoints")]
@@ -190,7 +190,7 @@ pub fn snapshot_now(
     take_with(&closed, progress).map_err(|source| Error::Move {
         doing: "taking the pre-migrate snapshot of",
         path: paths.db().to_owned(),
-        source,
+        cause: source,
     })
 }
 
@@ -203,7 +203,7 @@ fn close_keeping_previous(conn: Connection, paths: &Paths) -> Result<ClosedDb> {
     keep_previous(&closed).map_err(|source| Error::Move {
         doing: "keeping the previous snapshot of",
         path: paths.db().to_owned(),
-        source,
+        cause: source,
     })?;
     Ok(closed)
 }
@@ -213,7 +213,7 @@ fn checkpoint(conn: &Connection, paths: &Paths) -> Result<()> {
         .map_err(|source| Error::Statement {
             path: paths.db().to_owned(),
             statement: "CHECKPOINT",
-            source: Box::new(source),
+            cause: Box::new(source),
         })
 }
 
@@ -240,7 +240,7 @@ fn read_whole(conn: &Connection, paths: &Paths) -> Result<()> {
                 snapshot: Some(paths.snapshot()).filter(|s| s.exists()),
                 table,
                 class,
-                source: Box::new(source),
+                cause: Box::new(source),
             })
         }
     };
@@ -282,7 +282,7 @@ fn finish_window(paths: &Paths) -> Result<()> {
     forget_previous(paths.files()).map_err(|source| Error::Move {
         doing: "removing the previous snapshot of",
         path: paths.db().to_owned(),
-        source,
+        cause: source,
     })?;
     Ok(())
 }
@@ -293,7 +293,7 @@ fn remove_marker(paths: &Paths) -> Result<()> {
         .map_err(|source| Error::Move {
             doing: "removing the intent marker of",
             path: paths.db().to_owned(),
-            source,
+            cause: source,
         })
 }
 
