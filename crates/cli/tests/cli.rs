@@ -873,7 +873,10 @@ fn duckdb_settings_reach_every_connection_the_probe_child_s_included() {
     let out = Command::new(env!("CARGO_BIN_EXE_sysdb"))
         .args(["--migrations", &m, "migrate", "--probe"])
         .env("DATA_DIR", &data)
-        .env("SYSDB_DUCKDB_SETTINGS", "threads=1,temp_directory=,memory_limit=1MB")
+        .env(
+            "SYSDB_DUCKDB_SETTINGS",
+            "threads=1,temp_directory=,memory_limit=1MB",
+        )
         .stdin(Stdio::null())
         .output()
         .expect("run sysdb");

@@ -52,27 +52,28 @@ pub(crate) fn connect_or_recover(
         Start::FinishRecovery => {
             // Killed after it set the database aside (or while it set aside
             // the files its replayed copy replaces): restore what that
-            // recovery chose, the copy it replayed if it made one, else the
-            // database file of the newest quarantine set.
+            // recovery chose: the snapshot a recovery by hand named, the
+            // copy a recovery replayed if it made one, else the database
+            // file of the newest quarantine set.
             let marker = found.recovering.as_ref();
             tracing::warn!(started_at = ?marker.map(|m| &m.started_at), "an earlier recovery was killed before it restored the database; finishing it");
             let wal_error = duck_error(marker.map_or("", |m| m.error.as_str()));
             let by_hand = marker
                 .and_then(|m| m.snapshot.as_ref())
                 .map(|s| paths.dir().join(s));
-            let conn = match &found.replayed {
-                _ if by_hand.is_some() => {
-                    let snapshot = by_hand.as_deref().unwrap_or(paths.db());
-                    recovery.restore_snapshot(snapshot, wal_error.to_string().as_str(), report)?
+            let conn = match (&by_hand, &found.replayed) {
+                // A recovery by hand from a snapshot restores that one.
+                (Some(snapshot), _) => {
+                    recovery.restore_snapshot(snapshot, &wal_error.to_string(), report)?
                 }
-                Some(built) => {
+                (None, Some(built)) => {
                     if found.db {
                         recovery.set_aside(report)?;
                     }
                     let from = newest_quarantined_db(paths)?.unwrap_or_else(|| built.clone());
                     recovery.restore_replayed(built, &from, None, report)?
                 }
-                None => {
+                (None, None) => {
                     let newest = newest_quarantined_db(paths)?;
                     recovery.restore(newest.as_deref(), &wal_error, None, report)?
                 }
