@@ -307,9 +307,27 @@ impl Error {
         move |source| Error::Open {
             path,
             class: sysdb_errclass::classify_error(&source),
-            cause: Box::new(source),
+            cause: Box::new(Failure::DuckDb(source)),
         }
     }
+}
+
+/// What made an open fail: DuckDB's error where this process has one, or
+/// what stands for it where it has none.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Failure {
+    /// DuckDB's error.
+    #[error(transparent)]
+    DuckDb(#[from] duckdb::Error),
+    /// How the probe child (or a replay of a copy in it) ended.
+    #[error("{0}")]
+    Probe(String),
+    /// DuckDB's error as text only: a replay's on a copy, rewritten to name
+    /// the database's own files, or the one a killed recovery recorded in
+    /// its marker.
+    #[error("{0}")]
+    Text(String),
 }
 
 /// The messages of `error` and of each of its causes, outermost first.
@@ -405,8 +423,8 @@ pub enum Error {
         path: Utf8PathBuf,
         /// What kind of failure it is.
         class: ErrorClass,
-        /// DuckDB's error.
-        cause: Box<duckdb::Error>,
+        /// DuckDB's error, or what stands for it.
+        cause: Box<Failure>,
     },
     /// The write-ahead log could not be replayed, recovery set the files
     /// aside and restored a copy, and opening that copy failed too.
@@ -417,7 +435,7 @@ pub enum Error {
         /// The error of the last connect, which wins.
         reconnect: Box<duckdb::Error>,
         /// The original replay failure.
-        source: Box<duckdb::Error>,
+        source: Box<Failure>,
     },
     /// The database file is unreadable, and the strict option forbids
     /// restoring the snapshot without a migration in flight.
@@ -581,17 +599,17 @@ mod tests {
             Error::Open {
                 path: db.clone(),
                 class: ErrorClass::CorruptDatabase,
-                cause: Box::new(duck("IO Error: Corrupt database file: computed checksum 1 does not match stored checksum 2 in block at location 12288")),
+                cause: Box::new(Failure::DuckDb(duck("IO Error: Corrupt database file: computed checksum 1 does not match stored checksum 2 in block at location 12288"))),
             },
             Error::Open {
                 path: db.clone(),
                 class: ErrorClass::OutOfMemory,
-                cause: Box::new(duck("Out of Memory Error: Failure while replaying WAL file \"/srv/data/state/system.duckdb.wal\": failed to allocate data of size 2.0 MiB (37.0 MiB/38.3 MiB used)")),
+                cause: Box::new(Failure::DuckDb(duck("Out of Memory Error: Failure while replaying WAL file \"/srv/data/state/system.duckdb.wal\": failed to allocate data of size 2.0 MiB (37.0 MiB/38.3 MiB used)"))),
             },
             Error::Reopen {
                 path: db.clone(),
                 reconnect: Box::new(duck("IO Error: The file \"/srv/data/state/system.duckdb\" exists, but it is not a valid DuckDB database file!")),
-                source: Box::new(duck("INTERNAL Error: Failure while replaying WAL file: Calling DatabaseManager::GetDefaultDatabase with no default database set")),
+                source: Box::new(Failure::DuckDb(duck("INTERNAL Error: Failure while replaying WAL file: Calling DatabaseManager::GetDefaultDatabase with no default database set"))),
             },
             Error::SnapshotRefused {
                 path: db.clone(),

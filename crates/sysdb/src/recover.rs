@@ -18,12 +18,12 @@ use sysdb_snapshot::{install, quarantine, remove_durably, restore, ClosedDb};
 use crate::marker::Recovering;
 use crate::plan::file_unreadable;
 use crate::plan::{self, Found, OnFailure, ReplayFailed, Search, Source, Start};
-use crate::replay::{duck_error, Attempt, Replayer, Scratch};
+use crate::replay::{Attempt, Replayer, Scratch};
 use crate::report::{
     FailedCommit, LogKept, MetError, MovedFile, ProbeOutcome, RestoreSource, Restored,
 };
 use crate::wal::{Cuts, Tail, WalLayout};
-use crate::{probe, Connector, Error, OpenLock, OpenOptions, OpenReport, Paths, Result};
+use crate::{probe, Connector, Error, Failure, OpenLock, OpenOptions, OpenReport, Paths, Result};
 
 pub(crate) fn connect_or_recover(
     paths: &Paths,
@@ -57,7 +57,7 @@ pub(crate) fn connect_or_recover(
             // file of the newest quarantine set.
             let marker = found.recovering.as_ref();
             tracing::warn!(started_at = ?marker.map(|m| &m.started_at), "an earlier recovery was killed before it restored the database; finishing it");
-            let wal_error = duck_error(marker.map_or("", |m| m.error.as_str()));
+            let wal_error = Failure::Text(marker.map_or(String::new(), |m| m.error.clone()));
             let by_hand = marker
                 .and_then(|m| m.snapshot.as_ref())
                 .map(|s| paths.dir().join(s));
@@ -94,7 +94,7 @@ pub(crate) fn connect_or_recover(
             report.phase("probe", phase);
             report.probe = Some(outcome.clone());
             match outcome {
-                ProbeOutcome::Killed { signal } => Some(duck_error(&format!(
+                ProbeOutcome::Killed { signal } => Some(Failure::Probe(format!(
                     "the first open of {} killed the probe process {} (signal {signal}) while it replayed the write-ahead log",
                     paths.db(),
                     probe.program.display()
@@ -120,7 +120,7 @@ pub(crate) fn connect_or_recover(
             match first {
                 Ok(conn) if found.recovering.is_some() => return recovery.finish(conn),
                 Ok(conn) => return Ok(conn),
-                Err(e) => (classify_error(&e), e),
+                Err(e) => (classify_error(&e), Failure::DuckDb(e)),
             }
         }
     };
@@ -287,7 +287,7 @@ impl Recovery<'_> {
         sources: &[Source],
         replayer: &Replayer<'_>,
         scratch: &Scratch,
-        wal_error: &duckdb::Error,
+        wal_error: &Failure,
         report: &mut OpenReport,
     ) -> Result<Chosen> {
         let paths = self.paths;
@@ -472,13 +472,13 @@ impl Recovery<'_> {
 
     /// The refusal for a failure of the environment met while replaying a
     /// copy: nothing was moved.
-    fn refused(&self, class: ErrorClass, error: &duckdb::Error, scratch: &Scratch) -> Error {
+    fn refused(&self, class: ErrorClass, error: &Failure, scratch: &Scratch) -> Error {
         tracing::error!(%error, %class, "a replay of a copy failed for the environment; refusing, nothing moved");
         Error::Open {
             path: self.paths.db().to_owned(),
             class,
-            cause: Box::new(duck_error(
-                &scratch.as_original(&error.to_string(), self.paths),
+            cause: Box::new(Failure::Text(
+                scratch.as_original(&error.to_string(), self.paths),
             )),
         }
     }
@@ -520,7 +520,7 @@ impl Recovery<'_> {
             .map_err(|reconnect| Error::Reopen {
                 path: paths.db().to_owned(),
                 reconnect: Box::new(reconnect),
-                source: Box::new(duck_error("the replayed copy was restored")),
+                source: Box::new(Failure::Text("the replayed copy was restored".to_owned())),
             })?;
         report.phase("restore-replayed", phase);
         let salvaged = kept
@@ -548,7 +548,7 @@ impl Recovery<'_> {
     fn restore(
         &self,
         db: Option<&Utf8Path>,
-        wal_error: &duckdb::Error,
+        wal_error: &Failure,
         kept: Option<LogKept>,
         report: &mut OpenReport,
     ) -> Result<Connection> {
@@ -556,7 +556,7 @@ impl Recovery<'_> {
         let reopen_error = |reconnect| Error::Reopen {
             path: paths.db().to_owned(),
             reconnect: Box::new(reconnect),
-            source: Box::new(duck_error(&wal_error.to_string())),
+            source: Box::new(Failure::Text(wal_error.to_string())),
         };
         // First the database file at its last checkpoint: it loses nothing
         // that was checkpointed.
@@ -618,7 +618,7 @@ impl Recovery<'_> {
         let conn = reconnect.map_err(|reconnect| Error::Reopen {
             path: paths.db().to_owned(),
             reconnect: Box::new(reconnect),
-            source: Box::new(duck_error(why)),
+            source: Box::new(Failure::Text(why.to_owned())),
         })?;
         let version = version(self.ladder, &conn);
         tracing::info!(snapshot = %snapshot, ?age, ?version, "restored the pre-migrate snapshot");

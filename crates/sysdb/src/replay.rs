@@ -15,7 +15,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use sysdb_errclass::{classify_error, ErrorClass, WalReplayCause};
 
 use crate::connect::sql_string;
-use crate::{Connector, Paths, Probe, ProbeOutcome};
+use crate::{Connector, Failure, Paths, Probe, ProbeOutcome};
 
 /// The alias the replayed database is attached under.
 const ALIAS: &str = "sysdb_replayed";
@@ -43,14 +43,6 @@ pub(crate) fn replay_attached(
     }
     conn.execute_batch(&format!("DETACH {ALIAS}"))?;
     conn.close().map_err(|(_, e)| e)
-}
-
-/// A DuckDB error carrying `text`.
-pub(crate) fn duck_error(text: &str) -> duckdb::Error {
-    duckdb::Error::DuckDBFailure(
-        duckdb::ffi::Error::new(duckdb::ffi::DuckDBError),
-        Some(text.to_owned()),
-    )
 }
 
 /// The scratch folder beside the database, `<db>.replay/`: copies to
@@ -127,7 +119,7 @@ pub(crate) enum Attempt {
         /// The failure's class.
         class: ErrorClass,
         /// DuckDB's error (or the probe child's end).
-        error: duckdb::Error,
+        error: Failure,
     },
 }
 
@@ -186,7 +178,7 @@ impl Replayer<'_> {
             if !left.is_empty() {
                 return Ok(Attempt::Failed {
                     class: ErrorClass::Unknown,
-                    error: duck_error(&format!(
+                    error: Failure::Text(format!(
                         "the replayed copy {db} still has a write-ahead log ({}) after its checkpoint",
                         left.join(", ")
                     )),
@@ -204,7 +196,7 @@ impl Replayer<'_> {
                     Ok(()) => Attempt::Replayed(db.to_owned()),
                     Err(error) => Attempt::Failed {
                         class: classify_error(&error),
-                        error,
+                        error: Failure::DuckDb(error),
                     },
                 })
             }
@@ -216,7 +208,7 @@ impl Replayer<'_> {
                         class: ErrorClass::WalReplay {
                             cause: WalReplayCause::Other,
                         },
-                        error: duck_error(&format!(
+                        error: Failure::Probe(format!(
                             "the probe child opening the copy {db} exited with code {code}"
                         )),
                     },
@@ -224,7 +216,7 @@ impl Replayer<'_> {
                         class: ErrorClass::WalReplay {
                             cause: WalReplayCause::ProcessAborted,
                         },
-                        error: duck_error(&format!(
+                        error: Failure::Probe(format!(
                             "the probe child opening the copy {db} was killed by signal {signal}"
                         )),
                     },

@@ -53,7 +53,7 @@ pub struct MetError {
 }
 
 impl MetError {
-    pub(crate) fn new(class: ErrorClass, err: &duckdb::Error) -> Self {
+    pub(crate) fn new(class: ErrorClass, err: &crate::Failure) -> Self {
         let cause = match class {
             ErrorClass::WalReplay { cause } => Some(cause.as_str()),
             _ => None,
