@@ -512,7 +512,7 @@ fn processes_racing_over_killed_migrations_and_recoveries() {
 #[test]
 fn kill_matrix_of_a_recovery_by_hand() {
     let seed = seed();
-    let mut tally = Tally::new("kill matrix of a recovery by hand", seed, long());
+    let mut tally = Tally::new("kill matrix by hand", seed, long());
     let started = Instant::now();
     let (folder, digest) = seeded(STARTS[0]);
     let crashed = crashed_in_step_4(&folder);
