@@ -108,12 +108,7 @@ struct Recovered {
 pub fn recover(global: &Global, args: &RecoverArgs) -> Result<u8, Error> {
     let paths = global.paths()?;
     let (source, plan) = if args.from_snapshot {
-        // The newest snapshot there is: the previous one where a migration
-        // window was left open without its database.
-        let Some(snapshot) = [paths.snapshot(), paths.previous_snapshot()]
-            .into_iter()
-            .find(|s| s.exists())
-        else {
+        let Some(snapshot) = sysdb::HandSource::newest_snapshot(&paths) else {
             return Err(Error::Refused(format!(
                 "there is no snapshot at {}; see `sysdb quarantine list` for the files set aside earlier",
                 paths.snapshot()

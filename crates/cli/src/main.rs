@@ -151,8 +151,9 @@ enum Command {
     #[command(after_help = EXIT_CODES)]
     Drill(drill::DrillArgs),
     /// Open FILE with DuckDB and close it, replaying its write-ahead log:
-    /// the child `migrate --probe` runs. Exit 0 when it opened, 1 with
-    /// DuckDB's error; a replay that aborts kills only this process
+    /// the child `migrate --probe` runs (by hand, it takes the open lock
+    /// first). Exit 0 when it opened, 1 with DuckDB's error, 3 when another
+    /// process holds the lock; a replay that aborts kills only this process
     #[command(after_help = EXIT_CODES)]
     ProbeOpen {
         /// The database file

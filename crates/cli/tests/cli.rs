@@ -753,30 +753,53 @@ fn logs_follow_rust_log_and_the_verbosity_flags_and_json_is_one_line() {
 }
 
 #[test]
-fn the_lock_file_is_not_world_writable_and_never_a_symlink_followed() {
+fn the_lock_file_and_markers_are_not_world_writable_and_never_a_symlink_followed() {
     use std::os::unix::fs::PermissionsExt;
     let (_tmp, tmp) = temp();
     let data = tmp.join("data");
     // Under umask 000 a file takes exactly the mode it is created with.
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg("umask 000; exec \"$0\" \"$@\"")
-        .arg(env!("CARGO_BIN_EXE_sysdb"))
-        .args([
-            "--data-dir",
-            data.as_str(),
-            "--migrations",
-            &migrations(),
-            "migrate",
-        ])
-        .env_remove("DATA_DIR")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run sysdb");
+    let under_umask_000 = |migrations: &str| {
+        Command::new("sh")
+            .arg("-c")
+            .arg("umask 000; exec \"$0\" \"$@\"")
+            .arg(env!("CARGO_BIN_EXE_sysdb"))
+            .args([
+                "--data-dir",
+                data.as_str(),
+                "--migrations",
+                migrations,
+                "migrate",
+            ])
+            .env_remove("DATA_DIR")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run sysdb")
+    };
+    let out = under_umask_000(&migrations());
     assert_eq!(code(&out), 0, "{}", text(&out));
+    let mode = |p: &Utf8Path| fs_err::metadata(p).expect("metadata").permissions().mode();
     let lock = data.join("state/system.duckdb.lock");
-    let mode = fs_err::metadata(&lock).expect("lock").permissions().mode();
-    assert_eq!(mode & 0o022, 0, "the lock file is {mode:o}");
+    assert_eq!(mode(&lock) & 0o022, 0, "the lock file is {:o}", mode(&lock));
+
+    // A step that fails leaves its migration window open: the intent
+    // marker stays, as written.
+    let failing = tmp.join("failing");
+    fs_err::create_dir_all(&failing).expect("folder");
+    for entry in fs_err::read_dir(root().join("fixtures/migrations")).expect("list") {
+        let entry = entry.expect("entry");
+        fs_err::copy(entry.path(), failing.as_std_path().join(entry.file_name())).expect("copy");
+    }
+    fs_err::write(failing.join("0028_broken.sql"), "SELECT * FROM nowhere;").expect("write");
+    let out = under_umask_000(failing.as_str());
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    let marker = data.join("state/system.duckdb.migrating");
+    assert_eq!(
+        mode(&marker) & 0o022,
+        0,
+        "the intent marker is {:o}",
+        mode(&marker)
+    );
+    fs_err::remove_file(&marker).expect("remove the marker");
 
     let target = tmp.join("elsewhere");
     fs_err::write(&target, b"keep").expect("write");

@@ -274,6 +274,26 @@ fn versions_missing_in_the_middle_are_refused_unchanged() {
     );
 }
 
+/// Apply `ladder`, which must fail at `step` on `statement`; the error.
+fn failed_step(ladder: &Ladder, conn: &Connection, step: (u32, &str), statement: &str) -> Error {
+    let err = ladder
+        .apply(conn, &ApplyOptions::default())
+        .expect_err("a step fails");
+    match &err {
+        Error::Step {
+            version,
+            name,
+            statement: failed,
+            ..
+        } => {
+            assert_eq!((*version, name.as_str()), step);
+            assert_eq!(failed, statement);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    err
+}
+
 #[test]
 fn a_failing_step_names_its_statement_and_leaves_the_previous_version() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -289,21 +309,12 @@ fn a_failing_step_names_its_statement_and_leaves_the_previous_version() {
     ])
     .expect("valid");
     let conn = open(&path);
-    let err = ladder
-        .apply(&conn, &ApplyOptions::default())
-        .expect_err("step 3 fails");
-    match &err {
-        Error::Step {
-            version,
-            name,
-            statement,
-            ..
-        } => {
-            assert_eq!((*version, name.as_str()), (3, "broken"));
-            assert_eq!(statement, "INSERT INTO jobs SELECT * FROM no_such_table");
-        }
-        other => panic!("unexpected {other:?}"),
-    }
+    let err = failed_step(
+        &ladder,
+        &conn,
+        (3, "broken"),
+        "INSERT INTO jobs SELECT * FROM no_such_table",
+    );
     insta::assert_snapshot!("failed_step", err.to_string());
     let status = ladder.status(&conn).expect("status");
     assert_eq!(status.current, 2);
@@ -342,18 +353,12 @@ fn steps_are_split_where_duckdb_splits_them() {
     ])
     .expect("valid");
     let conn = open(&path);
-    let err = ladder
-        .apply(&conn, &ApplyOptions::default())
-        .expect_err("step 3 fails");
-    match &err {
-        Error::Step {
-            version, statement, ..
-        } => {
-            assert_eq!(*version, 3);
-            assert_eq!(statement, "INSERT INTO t SELECT v FROM nowhere");
-        }
-        other => panic!("unexpected {other:?}"),
-    }
+    failed_step(
+        &ladder,
+        &conn,
+        (3, "broken"),
+        "INSERT INTO t SELECT v FROM nowhere",
+    );
     let mut query = conn.prepare("SELECT v FROM t").expect("prepare");
     let values: Vec<String> = query
         .query_map([], |r| r.get(0))

@@ -730,6 +730,17 @@ pub enum HandSource {
     Snapshot(Utf8PathBuf),
 }
 
+impl HandSource {
+    /// The newest snapshot there is to restore by hand: the pre-migrate
+    /// snapshot, else the previous one (left alone where a migration
+    /// window lost its database); `None` when there is neither.
+    pub fn newest_snapshot(paths: &Paths) -> Option<Utf8PathBuf> {
+        [paths.snapshot(), paths.previous_snapshot()]
+            .into_iter()
+            .find(|s| fs_err::metadata(s).is_ok_and(|m| m.is_file()))
+    }
+}
+
 /// What a recovery by hand did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ByHand {
