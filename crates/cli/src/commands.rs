@@ -11,7 +11,7 @@ use sysdb::{Connector, OpenOptions, Paths, SystemDb};
 
 use crate::error::Error;
 use crate::inspect::{open_read_only, read_version};
-use crate::out::{bytes, confirm, copy_progress, emit};
+use crate::out::{bytes, confirm, emit, progress_bars};
 use crate::Global;
 
 /// How long commands that act wait for the open lock.
@@ -69,7 +69,8 @@ pub fn migrate(global: &Global, args: &MigrateArgs) -> Result<u8, Error> {
         .lock_wait(LOCK_WAIT)
         .probe(probe)
         .accept_drift(args.accept_drift)
-        .storage_version(global.storage_version());
+        .storage_version(global.storage_version())
+        .progress(progress_bars());
     let db = SystemDb::open_with(&paths, &ladder, &options, &global.connector())?;
     emit(global, db.report(), |r| r.to_string());
     Ok(0)
@@ -138,8 +139,7 @@ pub fn recover(global: &Global, args: &RecoverArgs) -> Result<u8, Error> {
         )));
     }
     let lock = sysdb::lock(&paths, LOCK_WAIT)?;
-    let mut progress = copy_progress("restoring");
-    let done = sysdb::recover_by_hand(&paths, &lock, &source, &mut progress)?;
+    let done = sysdb::recover_by_hand(&paths, &lock, &source, &progress_bars())?;
     let conn = global
         .connector()
         .connect(paths.db())
@@ -198,8 +198,7 @@ pub fn snapshot(global: &Global, cmd: &SnapshotCommand) -> Result<u8, Error> {
                 )));
             }
             let lock = sysdb::lock(&paths, LOCK_WAIT)?;
-            let mut progress = copy_progress("snapshot");
-            let taken = sysdb::snapshot_now(&paths, &lock, &global.connector(), &mut progress)?;
+            let taken = sysdb::snapshot_now(&paths, &lock, &global.connector(), &progress_bars())?;
             SnapshotReport {
                 version: open_read_only(global, &taken.to)
                     .ok()

@@ -127,7 +127,7 @@ pub(crate) fn hint(e: &sysdb::Error) -> Option<&'static str> {
     use sysdb::ErrorClass as C;
     Some(match e {
             sysdb::Error::Open { class, .. } => match class {
-                C::WalReplay { .. } => "there is no pre-migrate snapshot, so sysdb does not recover by itself; `sysdb recover --drop-wal` restores the database file at its last checkpoint and sets the write-ahead log aside",
+                C::WalReplay { .. } => "sysdb recovers by itself (`sysdb migrate`) only where a pre-migrate snapshot exists; without one, `sysdb recover --drop-wal` restores the database file at its last checkpoint and sets the write-ahead log aside",
                 C::Locked { .. } => "stop the process that holds the database, or retry when it is done",
                 C::NotADatabase | C::CorruptDatabase | C::Truncated | C::UnsupportedStorage => "`sysdb status` shows the snapshot's age and version; `sysdb recover --from-snapshot` restores it (every write made after it is lost; the file is set aside, not deleted)",
                 C::NewerStorage => "the file was written by a newer DuckDB; open it with that version",

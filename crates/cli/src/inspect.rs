@@ -335,7 +335,8 @@ pub fn check(global: &Global, args: &CheckArgs) -> Result<u8, Error> {
         .lock_wait(Duration::ZERO)
         .probe(args.probe.probe(global)?)
         .accept_drift(args.accept_drift)
-        .storage_version(global.storage_version());
+        .storage_version(global.storage_version())
+        .progress(crate::out::progress_bars());
     let result = SystemDb::open_with(&copy, &ladder, &options, &global.connector());
     let real = |text: &str| text.replace(copy.dir().as_str(), paths.dir().as_str());
     let verdict = match &result {

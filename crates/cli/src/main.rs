@@ -73,9 +73,9 @@ pub struct Global {
     quiet: bool,
 }
 
-/// Logs on stderr: RUST_LOG when set, else warnings (and, on a terminal,
-/// what each long step starts, as progress), more with -v, only errors
-/// with -q (and by default for `check` and `probe-open`).
+/// Logs on stderr: RUST_LOG when set, else warnings, more with -v, only
+/// errors with -q (and by default for `check` and `probe-open`). On a
+/// terminal the progress bars show the long steps.
 fn init_logs(global: &Global, command: &Command) {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
@@ -85,7 +85,6 @@ fn init_logs(global: &Global, command: &Command) {
     let level = match global.verbose {
         _ if global.quiet => "error",
         0 if own_words => "error",
-        0 if std::io::stderr().is_terminal() => "warn,sysdb=info,sysdb_snapshot=info",
         0 => "warn",
         1 => "info",
         2 => "debug",
@@ -94,7 +93,7 @@ fn init_logs(global: &Global, command: &Command) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(crate::out::LogWriter)
         .with_target(global.verbose >= 2)
         .with_ansi(std::io::stderr().is_terminal())
         .without_time()
@@ -170,9 +169,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    crate::out::QUIET.store(cli.global.quiet, std::sync::atomic::Ordering::Relaxed);
     init_logs(&cli.global, &cli.command);
     let hints = !matches!(cli.command, Command::ProbeOpen { .. });
-    crate::out::QUIET.store(cli.global.quiet, std::sync::atomic::Ordering::Relaxed);
     let json = cli.global.json;
     let result = match cli.command {
         Command::Status => inspect::status(&cli.global),

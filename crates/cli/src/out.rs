@@ -2,9 +2,12 @@
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
 
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
+use sysdb::{Progress, ProgressHook, Task, Unit};
 
 use crate::Global;
 
@@ -67,26 +70,121 @@ pub fn confirm(question: &str) -> bool {
         && matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes")
 }
 
+/// The progress bars, drawn on stderr when it is a terminal and there is
+/// no `-q`, hidden otherwise.
+fn bars() -> &'static MultiProgress {
+    static BARS: OnceLock<MultiProgress> = OnceLock::new();
+    BARS.get_or_init(|| {
+        if progress_shown() {
+            MultiProgress::with_draw_target(ProgressDrawTarget::stderr())
+        } else {
+            MultiProgress::with_draw_target(ProgressDrawTarget::hidden())
+        }
+    })
+}
+
 /// A line of progress on stderr, when it is a terminal.
 pub fn note(line: &str) {
     if progress_shown() {
-        eprintln!("{line}");
+        bars().suspend(|| eprintln!("{line}"));
     }
 }
 
-/// A progress callback for copies: a percentage on stderr when it is a
-/// terminal, nothing otherwise.
-pub fn copy_progress(label: &str) -> impl FnMut(sysdb_snapshot::Step) + '_ {
-    let terminal = progress_shown();
-    move |step| {
-        if let (true, sysdb_snapshot::Step::Copying { done, total }) = (terminal, step) {
-            let percent = (done * 100).checked_div(total).unwrap_or(100);
-            eprint!("\r{label}: {percent:>3}% of {}", bytes(total));
-            if done == total {
-                eprintln!();
-            }
-        }
+/// Where the logs go: stderr, with the progress bars cleared while a line
+/// is written and drawn again after.
+#[derive(Clone, Copy)]
+pub struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        bars().suspend(|| std::io::stderr().write_all(buf))?;
+        Ok(buf.len())
     }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
+    type Writer = LogWriter;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        *self
+    }
+}
+
+/// The progress of sysdb's long tasks as bars on stderr (a terminal, no
+/// `-q`), one per task, each leaving a line that says what it did and how
+/// long it took.
+pub fn progress_bars() -> ProgressHook {
+    let running: Mutex<Vec<(Task, ProgressBar, Instant)>> = Mutex::new(Vec::new());
+    ProgressHook::new(move |progress| {
+        let Ok(mut running) = running.lock() else {
+            return;
+        };
+        match progress {
+            Progress::Began { task, total } => {
+                let bar = bars().add(bar_for(task, total));
+                running.push((task, bar, Instant::now()));
+            }
+            Progress::Advanced { task, done } => {
+                if let Some((_, bar, _)) = running.iter().find(|(t, ..)| *t == task) {
+                    bar.set_position(done);
+                }
+            }
+            Progress::Ended { task } => {
+                if let Some(i) = running.iter().position(|(t, ..)| *t == task) {
+                    let (_, bar, started) = running.remove(i);
+                    let done = bar.position();
+                    bar.finish_and_clear();
+                    bars().remove(&bar);
+                    let what = match task.unit() {
+                        Unit::Bytes => format!("{} ", bytes(done)),
+                        Unit::Tables => format!("{done} table(s) "),
+                        Unit::Steps => format!("{done} step(s) "),
+                        Unit::Replays => format!("{done} replay(s) "),
+                        _ => String::new(),
+                    };
+                    let took = humantime::format_duration(Duration::from_millis(
+                        u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                    ));
+                    let _ = bars().println(format!("{:>10} {what}in {took}", task.name()));
+                }
+            }
+            _ => {}
+        }
+    })
+}
+
+/// A bar for `task`: bytes with their rate, a count, or a spinner where
+/// nothing is counted.
+fn bar_for(task: Task, total: Option<u64>) -> ProgressBar {
+    let (template, bar) = match (task.unit(), total) {
+        (Unit::Bytes, Some(total)) => (
+            "{prefix:>10} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+            ProgressBar::new(total),
+        ),
+        (Unit::None, _) | (_, None) => (
+            "{prefix:>10} {spinner} {elapsed}",
+            ProgressBar::new_spinner(),
+        ),
+        (unit, Some(total)) => {
+            let counted = match unit {
+                Unit::Tables => "tables",
+                Unit::Steps => "steps",
+                _ => "replays at most",
+            };
+            let bar = ProgressBar::new(total).with_message(counted);
+            ("{prefix:>10} [{bar:30}] {pos}/{len} {msg} {elapsed}", bar)
+        }
+    };
+    let style = ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    let bar = bar.with_style(style).with_prefix(task.name());
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
 }
 
 #[cfg(test)]

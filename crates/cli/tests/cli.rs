@@ -913,3 +913,57 @@ fn duckdb_settings_reach_every_connection_the_probe_child_s_included() {
     let out = sysdb_in(&data, &["--migrations", &m, "migrate"]);
     assert_eq!(code(&out), 0, "{}", text(&out));
 }
+
+/// `sysdb ARGS` run on a terminal (a pseudo-terminal that `script` makes),
+/// with DATA_DIR set: what the terminal showed, with carriage returns.
+fn on_a_terminal(data: &Utf8Path, args: &[&str]) -> (i32, String) {
+    let mut command = vec![env!("CARGO_BIN_EXE_sysdb").to_owned()];
+    command.extend(args.iter().map(|a| (*a).to_owned()));
+    let line = command
+        .iter()
+        .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let out = Command::new("script")
+        .args(["--quiet", "--return", "--command", &line, "/dev/null"])
+        .env("DATA_DIR", data)
+        .env("COLUMNS", "120")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run script (util-linux)");
+    (
+        code(&out),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn on_a_terminal_each_long_step_shows_its_progress_and_what_it_did() {
+    let (_tmp, tmp) = temp();
+    let m = migrations();
+    let (_, data) = fixture_copy("wal-rows-before-ddl", &tmp);
+    let (code, shown) = on_a_terminal(&data, &["--migrations", &m, "migrate"]);
+    assert_eq!(code, 0, "{shown}");
+    for drawn in [
+        "   salvage [",
+        "replays at most",
+        "   salvage 5 replay(s) in ",
+        "checkpoint in ",
+        "read-whole 2 table(s) in ",
+        "  snapshot ",
+        "   migrate 1 step(s) in ",
+    ] {
+        assert!(shown.contains(drawn), "lacks {drawn:?}: {shown}");
+    }
+    assert!(shown.contains("restored: "), "the report follows: {shown}");
+
+    let (_, data) = fixture_copy("wal-rows-before-ddl", &tmp.join("quiet"));
+    let (code, shown) = on_a_terminal(&data, &["--migrations", &m, "-q", "migrate"]);
+    assert_eq!(code, 0, "{shown}");
+    assert!(
+        !shown.contains("salvage") && !shown.contains("WARN"),
+        "-q: {shown}"
+    );
+    assert!(shown.contains("restored: "), "{shown}");
+}

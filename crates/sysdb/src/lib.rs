@@ -47,6 +47,7 @@ mod marker;
 mod paths;
 mod plan;
 mod probe;
+mod progress;
 mod recover;
 mod replay;
 mod report;
@@ -66,6 +67,7 @@ pub use lock::OpenLock;
 pub use marker::{sha256_file, Marker, Recovering};
 pub use paths::{Paths, DATA_DIR_ENV};
 pub use probe::{probe_open, probe_open_with, Probe};
+pub use progress::{Progress, ProgressHook, Task, Unit};
 pub use recover::{recover_by_hand, ByHand, HandSource};
 pub use report::{
     FailedCommit, LogKept, MetError, Migration, MovedFile, OpenReport, Phase, ProbeOutcome,
@@ -154,6 +156,10 @@ pub struct OpenOptions {
     /// The storage version a new database is created with; an existing
     /// file keeps its own.
     pub storage_version: StorageVersion,
+    /// Where the progress of the open's long tasks goes (checkpoint, whole
+    /// read, snapshot, steps, replays, salvage, restore): nowhere by
+    /// default.
+    pub progress: ProgressHook,
 }
 
 impl Default for OpenOptions {
@@ -164,6 +170,7 @@ impl Default for OpenOptions {
             accept_drift: false,
             probe: None,
             storage_version: StorageVersion::default(),
+            progress: ProgressHook::none(),
         }
     }
 }
@@ -196,6 +203,12 @@ impl OpenOptions {
     /// See [`OpenOptions::storage_version`](#structfield.storage_version).
     pub fn storage_version(mut self, version: StorageVersion) -> Self {
         self.storage_version = version;
+        self
+    }
+
+    /// See [`OpenOptions::progress`](#structfield.progress).
+    pub fn progress(mut self, hook: ProgressHook) -> Self {
+        self.progress = hook;
         self
     }
 }

@@ -298,7 +298,6 @@ impl Search {
 
 /// The most replays a search over `commits` commits may take:
 /// ⌈log2(commits)⌉, plus one for a damaged entry after the last commit.
-#[cfg(test)]
 pub(crate) fn replay_budget(commits: usize) -> u32 {
     commits.max(1).next_power_of_two().trailing_zeros() + 1
 }

@@ -13,11 +13,12 @@ use duckdb::Connection;
 use serde::Serialize;
 use sysdb_errclass::{classify_error, ErrorClass, WalReplayCause};
 use sysdb_schema::Ladder;
-use sysdb_snapshot::{install, quarantine, remove_durably, restore, ClosedDb};
+use sysdb_snapshot::{install, quarantine, remove_durably, restore_with, ClosedDb};
 
 use crate::marker::Recovering;
 use crate::plan::file_unreadable;
 use crate::plan::{self, Found, OnFailure, ReplayFailed, Search, Source, Start};
+use crate::progress::{ProgressHook, Task};
 use crate::replay::{Attempt, Replayer, Scratch};
 use crate::report::{
     FailedCommit, LogKept, MetError, MovedFile, ProbeOutcome, RestoreSource, Restored,
@@ -334,9 +335,11 @@ impl Recovery<'_> {
                     let phase = Instant::now();
                     tracing::info!(db = %paths.db(), "replaying the whole write-ahead log on a copy, through ATTACH");
                     replays += 1;
+                    let running = self.options.progress.begin(Task::Replay, None);
                     let attempt = replayer
                         .build(paths, scratch, None)
                         .map_err(replay_error("replaying a copy of"))?;
+                    drop(running);
                     report.phase("replay", phase);
                     #[cfg(feature = "failpoints")]
                     fail::fail_point!("sysdb::recover::replayed");
@@ -384,8 +387,14 @@ impl Recovery<'_> {
                     };
                     let phase = Instant::now();
                     let mut search = Search::new(cuts.count(), damaged.is_none());
+                    // The search's replays, and the build of the prefix found.
+                    let at_most = u64::from(plan::replay_budget(cuts.count())) + 1;
+                    let running = self.options.progress.begin(Task::Salvage, Some(at_most));
+                    let mut salvage_replays = 0;
                     while let Some(k) = search.next() {
                         replays += 1;
+                        salvage_replays += 1;
+                        running.advance(salvage_replays);
                         let attempt = replayer
                             .try_prefix(paths, scratch, cuts.cut(k))
                             .map_err(replay_error("replaying a cut copy of"))?;
@@ -430,9 +439,11 @@ impl Recovery<'_> {
                         });
                     }
                     replays += 1;
+                    running.advance(salvage_replays + 1);
                     let attempt = replayer
                         .build(paths, scratch, Some(cuts.cut(k)))
                         .map_err(replay_error("replaying a cut copy of"))?;
+                    drop(running);
                     report.phase("salvage", phase);
                     match attempt {
                         Attempt::Replayed(built) => {
@@ -541,6 +552,14 @@ impl Recovery<'_> {
         Ok(conn)
     }
 
+    /// Copy `from` over the database, reporting progress.
+    fn copy_back(&self, from: &Utf8Path) -> Result<()> {
+        let running = self.options.progress.begin(Task::Restore, bytes_of(from));
+        restore_with(&self.closed, from, &mut running.copying())
+            .map_err(self.files_error("restoring"))?;
+        Ok(())
+    }
+
     /// Restore `db` (the database file set aside, at its last checkpoint),
     /// and only if that is missing or unreadable, the pre-migrate snapshot;
     /// connect to the result. `kept`: what the replays of copies found of
@@ -562,7 +581,7 @@ impl Recovery<'_> {
         // that was checkpointed.
         if let Some(db) = db {
             let phase = Instant::now();
-            restore(&self.closed, db).map_err(self.files_error("restoring"))?;
+            self.copy_back(db)?;
             #[cfg(feature = "failpoints")]
             fail::fail_point!("sysdb::recover::restored");
             let reconnect = self.connector.connect(paths.db());
@@ -610,7 +629,7 @@ impl Recovery<'_> {
         let snapshot = snapshot.to_owned();
         let age = age(&snapshot);
         let phase = Instant::now();
-        restore(&self.closed, &snapshot).map_err(self.files_error("restoring"))?;
+        self.copy_back(&snapshot)?;
         #[cfg(feature = "failpoints")]
         fail::fail_point!("sysdb::recover::restored");
         let reconnect = self.connector.connect(paths.db());
@@ -762,7 +781,7 @@ pub fn recover_by_hand(
     paths: &Paths,
     _held: &OpenLock,
     source: &HandSource,
-    progress: &mut dyn FnMut(sysdb_snapshot::Step),
+    progress: &ProgressHook,
 ) -> Result<ByHand> {
     let moving = |doing| {
         move |source| Error::Move {
@@ -808,12 +827,19 @@ pub fn recover_by_hand(
     };
     #[cfg(feature = "failpoints")]
     fail::fail_point!("sysdb::recover::by_hand::set_aside");
+    let running = progress.begin(Task::Restore, bytes_of(&from));
     let copied =
-        sysdb_snapshot::restore_with(&closed, &from, progress).map_err(moving("restoring"))?;
+        restore_with(&closed, &from, &mut running.copying()).map_err(moving("restoring"))?;
+    drop(running);
     remove_durably(&paths.recovering()).map_err(moving("removing the recovery marker of"))?;
     Ok(ByHand {
         set_aside: set.moved.iter().map(MovedFile::from).collect(),
         restored_from: from,
         restored_bytes: copied.bytes,
     })
+}
+
+/// The size of the file at `path`, the bytes a copy of it takes.
+fn bytes_of(path: &Utf8Path) -> Option<u64> {
+    fs_err::metadata(path).ok().map(|m| m.len())
 }

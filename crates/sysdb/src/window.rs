@@ -5,10 +5,11 @@ use std::time::{Instant, SystemTime};
 
 use duckdb::Connection;
 use sysdb_schema::{ApplyOptions, Ladder};
-use sysdb_snapshot::{forget_previous, keep_previous, remove_durably, take, take_with, ClosedDb};
+use sysdb_snapshot::{forget_previous, keep_previous, remove_durably, take_with, ClosedDb};
 
 use crate::marker::{sha256_file, Marker};
 use crate::plan::Found;
+use crate::progress::{ProgressHook, Task};
 use crate::report::{Migration, StepRun};
 use crate::{Connector, Error, ErrorClass, OpenLock, OpenOptions, OpenReport, Paths, Result};
 
@@ -68,7 +69,7 @@ pub(crate) fn ensure_schema(
             (conn, paths.snapshot(), bytes)
         }
         None => {
-            let taken = snapshot_window(conn, paths, &plan, report)?;
+            let taken = snapshot_window(conn, paths, &plan, &options.progress, report)?;
             let phase = Instant::now();
             let conn = connector
                 .connect(paths.db())
@@ -81,12 +82,17 @@ pub(crate) fn ensure_schema(
 
     let phase = Instant::now();
     let mut steps = Vec::new();
+    let running = options
+        .progress
+        .begin(Task::Migrate, Some(plan.steps.len() as u64));
     let applied = ladder
         .apply_with(&conn, &apply_options, &mut |done| {
             tracing::info!(version = done.version, name = %done.name, "applied migration step");
             steps.push(StepRun::from(done));
+            running.advance(steps.len() as u64);
         })
         .map_err(schema_error)?;
+    drop(running);
     report.phase("migrate", phase);
     #[cfg(feature = "failpoints")]
     fail::fail_point!("sysdb::window::applied");
@@ -108,16 +114,17 @@ fn snapshot_window(
     conn: Connection,
     paths: &Paths,
     plan: &sysdb_schema::Plan,
+    progress: &ProgressHook,
     report: &mut OpenReport,
 ) -> Result<sysdb_snapshot::Copied> {
     let phase = Instant::now();
     tracing::info!(db = %paths.db(), from = plan.from, to = plan.to, "migrating: checkpointing first");
-    checkpoint(&conn, paths)?;
+    checkpoint(&conn, paths, progress)?;
     #[cfg(feature = "failpoints")]
     fail::fail_point!("sysdb::window::checkpointed");
     report.phase("checkpoint", phase);
     let phase = Instant::now();
-    read_whole(&conn, paths)?;
+    read_whole(&conn, paths, progress)?;
     report.phase("read-whole", phase);
     let phase = Instant::now();
     let closed = close_keeping_previous(conn, paths)?;
@@ -127,7 +134,9 @@ fn snapshot_window(
     tracing::info!(snapshot = %paths.snapshot(), "taking the pre-migrate snapshot");
     let (taken, snapshot_sha256) = std::thread::scope(|s| {
         let hashing = s.spawn(|| sha256_file(paths.db()));
-        let taken = take(&closed);
+        let running = progress.begin(Task::Snapshot, db_bytes(paths));
+        let taken = take_with(&closed, &mut running.copying());
+        drop(running);
         let hashed = hashing
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -179,15 +188,17 @@ pub fn snapshot_now(
     paths: &Paths,
     _held: &OpenLock,
     connector: &dyn Connector,
-    progress: &mut dyn FnMut(sysdb_snapshot::Step),
+    progress: &ProgressHook,
 ) -> Result<sysdb_snapshot::Copied> {
     let conn = connector
         .connect(paths.db())
         .map_err(Error::open(paths.db()))?;
-    checkpoint(&conn, paths)?;
-    read_whole(&conn, paths)?;
+    checkpoint(&conn, paths, progress)?;
+    read_whole(&conn, paths, progress)?;
     let closed = close_keeping_previous(conn, paths)?;
-    take_with(&closed, progress).map_err(|source| Error::Move {
+    let running = progress.begin(Task::Snapshot, db_bytes(paths));
+    let taken = take_with(&closed, &mut running.copying());
+    taken.map_err(|source| Error::Move {
         doing: "taking the pre-migrate snapshot of",
         path: paths.db().to_owned(),
         cause: source,
@@ -208,7 +219,8 @@ fn close_keeping_previous(conn: Connection, paths: &Paths) -> Result<ClosedDb> {
     Ok(closed)
 }
 
-fn checkpoint(conn: &Connection, paths: &Paths) -> Result<()> {
+fn checkpoint(conn: &Connection, paths: &Paths, progress: &ProgressHook) -> Result<()> {
+    let _running = progress.begin(Task::Checkpoint, None);
     conn.execute_batch("CHECKPOINT")
         .map_err(|source| Error::Statement {
             path: paths.db().to_owned(),
@@ -225,7 +237,7 @@ fn checkpoint(conn: &Connection, paths: &Paths) -> Result<()> {
 /// read) refuses the window; one that says nothing about the file (a query
 /// this DuckDB cannot run on some column type, memory) is logged and the
 /// next table read.
-fn read_whole(conn: &Connection, paths: &Paths) -> Result<()> {
+fn read_whole(conn: &Connection, paths: &Paths, progress: &ProgressHook) -> Result<()> {
     tracing::info!(db = %paths.db(), "reading every table whole, so that a damaged block is found before the snapshot is replaced");
     let check = |table: String, read: duckdb::Result<()>| match read {
         Ok(()) => Ok(()),
@@ -260,15 +272,22 @@ fn read_whole(conn: &Connection, paths: &Paths) -> Result<()> {
             Vec::new()
         }
     };
-    for (schema, table) in tables {
+    let running = progress.begin(Task::ReadWhole, Some(tables.len() as u64));
+    for (done, (schema, table)) in (1u64..).zip(tables) {
         let name = format!("{}.{}", quoted(&schema), quoted(&table));
         let sql = format!("SELECT bit_xor(hash(COLUMNS(*))) FROM {name}");
         let read = conn
             .prepare(&sql)
             .and_then(|mut stmt| stmt.query([])?.next().map(|_| ()));
         check(name, read)?;
+        running.advance(done);
     }
     Ok(())
+}
+
+/// The database file's size, the bytes a copy of it takes.
+pub(crate) fn db_bytes(paths: &Paths) -> Option<u64> {
+    fs_err::metadata(paths.db()).ok().map(|m| m.len())
 }
 
 /// An identifier, quoted for SQL.
@@ -321,6 +340,6 @@ mod tests {
             sysdb_errclass::classify_error(&failure)
         ));
         let paths = Paths::for_db("/nowhere/system.duckdb").expect("paths");
-        read_whole(&conn, &paths).expect("not damage: the window goes on");
+        read_whole(&conn, &paths, &ProgressHook::none()).expect("not damage: the window goes on");
     }
 }

@@ -5,9 +5,11 @@
 use std::time::Duration;
 
 use camino::Utf8Path;
+use std::sync::{Arc, Mutex};
+
 use sysdb::{
-    sha256_file, Connector, DuckDbConnector, Error, Marker, OpenOptions, Paths, RestoreSource,
-    SystemDb,
+    sha256_file, Connector, DuckDbConnector, Error, Marker, OpenOptions, Paths, Progress,
+    ProgressHook, RestoreSource, SystemDb, Task,
 };
 use sysdb_errclass::{classify_error, ErrorClass};
 use sysdb_scenarios::child::{test_child, Crash};
@@ -36,6 +38,42 @@ fn at_v26_with_snapshot(paths: &Paths, rows: u32) {
 fn crash_in_step_27(paths: &Paths) {
     crate::crash_in_step_27(paths.db());
     assert!(paths.wal().exists(), "the crash left no WAL");
+}
+
+/// A hook that keeps every report of progress.
+fn recorded_progress() -> (ProgressHook, Arc<Mutex<Vec<Progress>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let kept = Arc::clone(&seen);
+    let hook = ProgressHook::new(move |p| kept.lock().expect("not poisoned").push(p));
+    (hook, seen)
+}
+
+/// Each task in the order it began, with its total and the last count it
+/// reached; panics unless each ended before the next began.
+fn tasks_run(seen: &[Progress]) -> Vec<(Task, Option<u64>, Option<u64>)> {
+    let mut tasks: Vec<(Task, Option<u64>, Option<u64>)> = Vec::new();
+    let mut open = None;
+    for progress in seen {
+        match *progress {
+            Progress::Began { task, total } => {
+                assert_eq!(open, None, "{task:?} began inside {open:?}");
+                open = Some(task);
+                tasks.push((task, total, None));
+            }
+            Progress::Advanced { task, done } => {
+                assert_eq!(open, Some(task));
+                let last = tasks.last_mut().expect("a task");
+                assert!(last.2.is_none_or(|before| before <= done), "{seen:?}");
+                last.2 = Some(done);
+            }
+            Progress::Ended { task } => {
+                assert_eq!(open.take(), Some(task));
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(open, None, "a task never ended");
+    tasks
 }
 
 fn open(paths: &Paths) -> sysdb::Result<SystemDb> {
@@ -603,11 +641,28 @@ fn committed_rows_before_an_unreplayable_ddl_are_salvaged() {
     crash_after(&paths, stages);
     let before = folder_digest(&dir.state());
 
-    let db = open(&paths).expect("recovered");
+    let (hook, seen) = recorded_progress();
+    let db = SystemDb::open(&paths, &ladder(), &OpenOptions::default().progress(hook))
+        .expect("recovered");
     let report = db.report();
     let restored = report.restored.as_ref().expect("restored");
     assert_eq!(restored.source, RestoreSource::Salvaged, "{report}");
     assert_eq!(restored.version, Some(26));
+    let seen = seen.lock().expect("not poisoned").clone();
+    let db_size = Some(fs_err::metadata(paths.snapshot()).expect("snapshot").len());
+    assert_eq!(
+        tasks_run(&seen),
+        [
+            (Task::Replay, None, None),
+            // At most ⌈log2(11)⌉ + 1 replays of the search and the build.
+            (Task::Salvage, Some(6), Some(5)),
+            (Task::Checkpoint, None, None),
+            (Task::ReadWhole, Some(2), Some(2)),
+            (Task::Snapshot, db_size, db_size),
+            (Task::Migrate, Some(1), Some(1)),
+        ],
+        "{seen:?}"
+    );
     let log = restored.log.as_ref().expect("what the log kept");
     assert_eq!(
         (log.commits, log.commits_kept, log.commits_lost()),
@@ -827,8 +882,13 @@ fn a_snapshot_taken_by_hand_reads_the_database_whole_first_and_keeps_the_one_it_
 
     // Healthy: the snapshot it replaces is kept as the previous one.
     let lock = sysdb::lock(&paths, Duration::ZERO).expect("lock");
-    let taken =
-        sysdb::snapshot_now(&paths, &lock, &DuckDbConnector, &mut |_| {}).expect("snapshot");
+    let taken = sysdb::snapshot_now(
+        &paths,
+        &lock,
+        &DuckDbConnector,
+        &sysdb::ProgressHook::none(),
+    )
+    .expect("snapshot");
     assert_eq!(taken.to, paths.snapshot());
     assert_eq!(
         fs_err::read(paths.previous_snapshot()).expect("previous"),
@@ -842,8 +902,13 @@ fn a_snapshot_taken_by_hand_reads_the_database_whole_first_and_keeps_the_one_it_
     let snapshot = fs_err::read(paths.snapshot()).expect("snapshot");
     let previous = fs_err::read(paths.previous_snapshot()).expect("previous");
     let lock = sysdb::lock(&paths, Duration::ZERO).expect("lock");
-    let err =
-        sysdb::snapshot_now(&paths, &lock, &DuckDbConnector, &mut |_| {}).expect_err("damaged");
+    let err = sysdb::snapshot_now(
+        &paths,
+        &lock,
+        &DuckDbConnector,
+        &sysdb::ProgressHook::none(),
+    )
+    .expect_err("damaged");
     assert!(
         matches!(&err, Error::Unreadable { table, class: ErrorClass::CorruptDatabase, .. } if table == "\"main\".\"payloads\""),
         "{err:?}"

@@ -173,8 +173,9 @@ fn reliability_child() {
             true => sysdb::HandSource::Snapshot(paths.snapshot()),
             false => sysdb::HandSource::LastCheckpoint,
         };
-        let done = sysdb::lock(&paths, Duration::from_secs(120))
-            .and_then(|lock| sysdb::recover_by_hand(&paths, &lock, &source, &mut |_| {}));
+        let done = sysdb::lock(&paths, Duration::from_secs(120)).and_then(|lock| {
+            sysdb::recover_by_hand(&paths, &lock, &source, &sysdb::ProgressHook::none())
+        });
         let outcome = Outcome {
             ok: done.is_ok(),
             error: done.err().map(|e| e.to_string()),
