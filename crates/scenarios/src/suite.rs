@@ -215,6 +215,9 @@ pub struct Tally {
     pub scenarios: u64,
     /// Processes killed.
     pub kills: u64,
+    /// Power cuts: remains of a file system that lost what was not synced.
+    #[serde(default)]
+    pub cuts: u64,
     /// Files damaged.
     pub corruptions: u64,
     /// Faults injected.
@@ -276,10 +279,11 @@ pub fn table(tallies: &[Tally]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<28} {:>9} {:>6} {:>11} {:>6} {:>7} {:>9} {:>9} {:>8} {:>8}  seed",
+        "{:<28} {:>9} {:>6} {:>5} {:>11} {:>6} {:>7} {:>9} {:>9} {:>8} {:>8}  seed",
         "area",
         "scenarios",
         "kills",
+        "cuts",
         "corruptions",
         "faults",
         "skipped",
@@ -293,10 +297,11 @@ pub fn table(tallies: &[Tally]) -> String {
     for t in tallies {
         let _ = writeln!(
             out,
-            "{:<28} {:>9} {:>6} {:>11} {:>6} {:>7} {:>9} {:>9} {:>8} {:>8.1}  {}{}",
+            "{:<28} {:>9} {:>6} {:>5} {:>11} {:>6} {:>7} {:>9} {:>9} {:>8} {:>8.1}  {}{}",
             t.area,
             t.scenarios,
             t.kills,
+            t.cuts,
             t.corruptions,
             t.faults,
             t.skipped,
@@ -312,6 +317,7 @@ pub fn table(tallies: &[Tally]) -> String {
         }
         total.scenarios += t.scenarios;
         total.kills += t.kills;
+        total.cuts += t.cuts;
         total.corruptions += t.corruptions;
         total.faults += t.faults;
         total.skipped += t.skipped;
@@ -324,10 +330,11 @@ pub fn table(tallies: &[Tally]) -> String {
     if tallies.len() > 1 {
         let _ = writeln!(
             out,
-            "{:<28} {:>9} {:>6} {:>11} {:>6} {:>7} {:>9} {:>9} {:>8} {:>8.1}",
+            "{:<28} {:>9} {:>6} {:>5} {:>11} {:>6} {:>7} {:>9} {:>9} {:>8} {:>8.1}",
             "total",
             total.scenarios,
             total.kills,
+            total.cuts,
             total.corruptions,
             total.faults,
             total.skipped,
@@ -387,7 +394,7 @@ mod tests {
         let table = table(&[a, b]);
         assert!(
             table.contains(
-                "total                                5      2           4      0       0       300       200        1"
+                "total                                5      2     0           4      0       0       300       200        1"
             ),
             "{table}"
         );

@@ -298,8 +298,8 @@ pub fn remove_durably(path: &camino::Utf8Path) -> Result<bool> {
     }
 }
 
-/// Make the renames and creations in `dir` durable.
-fn sync_dir(dir: &camino::Utf8Path) -> Result<()> {
+/// Make the renames, creations and removals in `dir` durable.
+pub fn sync_dir(dir: &camino::Utf8Path) -> Result<()> {
     fs_err::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|source| Error::SyncDir {

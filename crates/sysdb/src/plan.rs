@@ -39,6 +39,8 @@ pub(crate) struct Found {
     /// Files that show a database existed here: the snapshots, the log,
     /// the intent marker, the quarantine sets.
     pub evidence: Vec<String>,
+    /// The scratch folder of replays (`<db>.replay/`) is there.
+    pub scratch: bool,
 }
 
 impl Found {
@@ -111,7 +113,16 @@ pub(crate) fn observe(paths: &Paths) -> Result<Found> {
         marker,
         recovering,
         evidence,
+        scratch: exists(crate::replay::Scratch::at(paths).dir()),
     })
+}
+
+/// Whether the scratch folder is left over: it holds copies derived from
+/// the database's files, and only a recovery in flight (its marker) may
+/// still need the copy it replayed there. A removal a power cut undid
+/// brings it back, so each open decides anew.
+pub(crate) fn scratch_left_over(found: &Found) -> bool {
+    found.scratch && found.recovering.is_none()
 }
 
 /// How an open begins.
@@ -317,6 +328,34 @@ mod tests {
             recovering: None,
             replayed: None,
             evidence: vec![],
+            scratch: false,
+        }
+    }
+
+    #[test]
+    fn a_scratch_folder_is_left_over_unless_a_recovery_is_in_flight() {
+        let cases = [
+            ("no scratch folder", found(), false),
+            (
+                "a scratch folder",
+                Found {
+                    scratch: true,
+                    ..found()
+                },
+                true,
+            ),
+            (
+                "a scratch folder and a recovery in flight",
+                Found {
+                    scratch: true,
+                    recovering: recovering(),
+                    ..found()
+                },
+                false,
+            ),
+        ];
+        for (name, found, want) in cases {
+            assert_eq!(scratch_left_over(&found), want, "{name}");
         }
     }
 

@@ -43,6 +43,10 @@ pub(crate) fn connect_or_recover(
         // No connection is open: none has been made yet.
         closed: ClosedDb::assume_closed(paths.files().clone()),
     };
+    if plan::scratch_left_over(found) {
+        tracing::debug!(scratch = %Scratch::at(paths).dir(), "removing a scratch folder left over");
+        Scratch::at(paths).remove();
+    }
     match plan::start(found) {
         Start::Vanished(evidence) => {
             return Err(Error::Vanished {

@@ -71,6 +71,11 @@ impl Scratch {
         Ok(scratch)
     }
 
+    /// The folder.
+    pub fn dir(&self) -> &Utf8Path {
+        &self.dir
+    }
+
     /// A fresh subfolder `sub`, and the database's name in it.
     pub fn fresh(&self, sub: &str) -> io::Result<Utf8PathBuf> {
         let dir = self.dir.join(sub);
@@ -97,11 +102,17 @@ impl Scratch {
         })
     }
 
-    /// Remove the folder, if it is there. Best effort: what is left is
-    /// removed by the next recovery.
+    /// Remove the folder, if it is there, and sync the folder it was in.
+    /// Best effort: what is left (or what a power cut brings back) is
+    /// removed by the next open.
     pub fn remove(&self) {
         if fs_err::symlink_metadata(&self.dir).is_ok() {
-            if let Err(e) = fs_err::remove_dir_all(&self.dir) {
+            let removed =
+                fs_err::remove_dir_all(&self.dir).and_then(|()| match self.dir.parent() {
+                    Some(parent) => sysdb_snapshot::sync_dir(parent).map_err(io::Error::other),
+                    None => Ok(()),
+                });
+            if let Err(e) = removed {
                 tracing::warn!(error = %e, "the scratch folder of a replay could not be removed");
             }
         }
@@ -184,7 +195,15 @@ impl Replayer<'_> {
                     )),
                 });
             }
+            // The copy's bytes, then its name in `build/` and that of
+            // `build/` in the scratch folder: a recovery marker will name
+            // the copy, and a power cut must not leave the marker without
+            // it. (The scratch folder's own name is synced with the
+            // marker, in the same folder.)
             fs_err::File::open(&db)?.sync_all()?;
+            for dir in [self_dir(&db), scratch.dir()] {
+                sysdb_snapshot::sync_dir(dir).map_err(io::Error::other)?;
+            }
         }
         Ok(attempt)
     }
@@ -224,6 +243,11 @@ impl Replayer<'_> {
             }
         }
     }
+}
+
+/// The folder `db` is in.
+fn self_dir(db: &Utf8Path) -> &Utf8Path {
+    db.parent().unwrap_or(Utf8Path::new("."))
 }
 
 /// `db` with `suffix` appended.

@@ -201,12 +201,12 @@ fn matrix(start: u32) {
 
 /// The commits of owners a crashed service left in the log before the
 /// unreplayable step 4, each updating a quarter of the seeded rows.
-const LOGGED_UPDATES: u32 = 3;
+pub(crate) const LOGGED_UPDATES: u32 = 3;
 
 /// A folder at version 3 whose log holds [`LOGGED_UPDATES`] commits of
 /// owners, then step 4's commit (which DuckDB 2.0 cannot replay), made by a
 /// connection with checkpoints off that is dropped without one.
-fn crashed_with_updates_before_step_4() -> (StateDir, String) {
+pub(crate) fn crashed_with_updates_before_step_4() -> (StateDir, String) {
     let (folder, digest) = seeded(3);
     let paths = folder.paths();
     let conn = duckdb::Connection::open_with_flags(paths.db(), sysdb::config().expect("config"))

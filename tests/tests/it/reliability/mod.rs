@@ -1,7 +1,8 @@
 //! The reliability suite: kills at every failpoint of the open flow (and
 //! kills of the recovery itself, nested), kills at random moments,
 //! corrupted files, file-system faults, racing processes, and a replay that
-//! aborts its process. Every open under test runs in a child process (this
+//! aborts its process, and power cuts on a FUSE layer that loses what was
+//! not synced. Every open under test runs in a child process (this
 //! test binary, re-run), so a kill is a real process death and a fault
 //! injected into one open never reaches another test.
 //!
@@ -14,6 +15,8 @@ mod child;
 mod faults;
 mod fuzz;
 mod kills;
+mod lazyfs;
+mod power;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
