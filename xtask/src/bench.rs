@@ -134,6 +134,15 @@ pub fn run(quick: bool) -> Result<(), String> {
         sizes: Vec::new(),
         slopes: Vec::new(),
     };
+    // A copy-on-write file system, where this machine can make one (root,
+    // xfsprogs): the snapshot's reflink branch, measured for real.
+    let cow = match sysdb_scenarios::cow::CowMount::xfs(4 * 1024 * MIB) {
+        Ok(mount) => Some(mount),
+        Err(why) => {
+            eprintln!("no copy-on-write mount, its measures are left out: {why}");
+            None
+        }
+    };
     for &target in sizes {
         eprintln!("generating a {} MiB database", target / MIB);
         let base = work.join(format!("base-{}", target / MIB));
@@ -148,6 +157,11 @@ pub fn run(quick: bool) -> Result<(), String> {
         size.measures.push(open_noop(&base, repetitions)?);
         eprintln!("  snapshot");
         size.measures.push(snapshot(&base, &work, repetitions)?);
+        if let Some(mount) = &cow {
+            eprintln!("  snapshot and restore on XFS with reflink");
+            size.measures
+                .extend(on_cow(&base, mount.path(), repetitions)?);
+        }
         eprintln!("  recovery");
         size.measures.push(recovery(&base, &work, repetitions)?);
         eprintln!("  migration window");
@@ -456,6 +470,70 @@ fn snapshot(base: &Utf8Path, work: &Utf8Path, reps: usize) -> Result<Measure, St
     m.peak_kib = Some(peak_of_take(paths.db())?);
     fs_err::remove_dir_all(&dir).map_err(|e| e.to_string())?;
     Ok(m)
+}
+
+/// 2b. On a copy-on-write file system: `take` and `restore` vs
+///     `cp --reflink=always` + `sync`. Both must clone.
+fn on_cow(base: &Utf8Path, mount: &Utf8Path, reps: usize) -> Result<Vec<Measure>, String> {
+    let dir = fresh(base, mount, "cow")?;
+    let paths = paths(&dir);
+    fs_err::File::open(paths.db())
+        .and_then(|f| f.sync_all())
+        .map_err(|e| e.to_string())?;
+    let closed = ClosedDb::assume_closed(paths.files().clone());
+    let copy = dir.join("copy");
+    let clone = |from: &Utf8Path| -> Result<(), String> {
+        let _ = fs_err::remove_file(&copy);
+        let status = Command::new("sh")
+            .args([
+                "-c",
+                "cp --reflink=always \"$1\" \"$2\" && sync \"$2\"",
+                "cp",
+            ])
+            .arg(from)
+            .arg(&copy)
+            .status()
+            .map_err(|e| e.to_string())?;
+        status
+            .success()
+            .then_some(())
+            .ok_or_else(|| format!("cp failed: {status}"))
+    };
+    let measure = |name, subject| Measure {
+        name,
+        subject,
+        baseline: "cp --reflink=always && sync",
+        ..Measure::default()
+    };
+    let mut taking = measure("take-cow", "sysdb_snapshot::take");
+    let mut restoring = measure("restore-cow", "sysdb_snapshot::restore");
+    for _ in 0..reps {
+        let _ = fs_err::remove_file(paths.snapshot());
+        let (secs, taken) = timed(|| take(&closed).map_err(|e| e.to_string()))?;
+        taking.subject_secs.push(secs);
+        taking.method = Some(format!("{:?}", taken.method).to_lowercase());
+        let (secs, ()) = timed(|| clone(paths.db()))?;
+        taking.baseline_secs.push(secs);
+
+        let snapshot = paths.snapshot();
+        fs_err::remove_file(paths.db()).map_err(|e| e.to_string())?;
+        let (secs, restored) =
+            timed(|| sysdb_snapshot::restore(&closed, &snapshot).map_err(|e| e.to_string()))?;
+        restoring.subject_secs.push(secs);
+        restoring.method = Some(format!("{:?}", restored.method).to_lowercase());
+        let (secs, ()) = timed(|| clone(&snapshot))?;
+        restoring.baseline_secs.push(secs);
+    }
+    fs_err::remove_dir_all(&dir).map_err(|e| e.to_string())?;
+    for m in [&taking, &restoring] {
+        if m.method.as_deref() != Some("reflink") {
+            return Err(format!(
+                "{} on XFS with reflink copied by {:?}",
+                m.name, m.method
+            ));
+        }
+    }
+    Ok(vec![taking, restoring])
 }
 
 /// The child that measures the peak memory of one `take`.

@@ -10,6 +10,8 @@
 //!   its header) and the holder of DuckDB's own lock, with the parent half
 //!   of each and the way a test binary re-runs itself as one;
 //! - [`damage`]: bytes flipped until DuckDB refuses a file, files cut;
+//! - [`cow`]: a loop-mounted XFS with reflink, for the snapshot's
+//!   copy-on-write branch;
 //! - [`sqlite`]: a real, empty SQLite file, the foreign file of the tests;
 //! - [`StateDir`]: a temporary `DATA_DIR` with its `state` folder;
 //! - [`connect`]: a DuckDB connection opened as sysdb opens one
@@ -21,6 +23,7 @@
 //! layer's tests can use it.
 
 pub mod child;
+pub mod cow;
 pub mod damage;
 pub mod ladders;
 pub mod sqlite;
