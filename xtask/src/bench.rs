@@ -449,27 +449,29 @@ fn snapshot(base: &Utf8Path, work: &Utf8Path, reps: usize) -> Result<Measure, St
         m.subject_secs.push(secs);
         m.method = Some(format!("{:?}", taken.method).to_lowercase());
         let _ = fs_err::remove_file(&copy);
-        let (secs, ()) = timed(|| {
-            let status = Command::new("sh")
-                .args([
-                    "-c",
-                    "cp --reflink=never \"$1\" \"$2\" && sync \"$2\"",
-                    "cp",
-                ])
-                .arg(paths.db())
-                .arg(&copy)
-                .status()
-                .map_err(|e| e.to_string())?;
-            status
-                .success()
-                .then_some(())
-                .ok_or_else(|| format!("cp failed: {status}"))
-        })?;
+        let (secs, ()) = timed(|| cp_and_sync("never", paths.db(), &copy))?;
         m.baseline_secs.push(secs);
     }
     m.peak_kib = Some(peak_of_take(paths.db())?);
     fs_err::remove_dir_all(&dir).map_err(|e| e.to_string())?;
     Ok(m)
+}
+
+/// `cp --reflink=WHEN FROM TO && sync TO`: the baseline of a copy.
+fn cp_and_sync(when: &str, from: &Utf8Path, to: &Utf8Path) -> Result<(), String> {
+    let status = Command::new("sh")
+        .args([
+            "-c",
+            "cp --reflink=\"$1\" \"$2\" \"$3\" && sync \"$3\"",
+            "cp",
+        ])
+        .args([when, from.as_str(), to.as_str()])
+        .status()
+        .map_err(|e| e.to_string())?;
+    status
+        .success()
+        .then_some(())
+        .ok_or_else(|| format!("cp failed: {status}"))
 }
 
 /// 2b. On a copy-on-write file system: `take` and `restore` vs
@@ -482,22 +484,9 @@ fn on_cow(base: &Utf8Path, mount: &Utf8Path, reps: usize) -> Result<Vec<Measure>
         .map_err(|e| e.to_string())?;
     let closed = ClosedDb::assume_closed(paths.files().clone());
     let copy = dir.join("copy");
-    let clone = |from: &Utf8Path| -> Result<(), String> {
+    let clone = |from: &Utf8Path| {
         let _ = fs_err::remove_file(&copy);
-        let status = Command::new("sh")
-            .args([
-                "-c",
-                "cp --reflink=always \"$1\" \"$2\" && sync \"$2\"",
-                "cp",
-            ])
-            .arg(from)
-            .arg(&copy)
-            .status()
-            .map_err(|e| e.to_string())?;
-        status
-            .success()
-            .then_some(())
-            .ok_or_else(|| format!("cp failed: {status}"))
+        cp_and_sync("always", from, &copy)
     };
     let measure = |name, subject| Measure {
         name,
