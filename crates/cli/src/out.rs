@@ -125,7 +125,10 @@ pub fn progress_bars() -> ProgressHook {
         };
         match progress {
             Progress::Began { task, total } => {
+                // Drawn only once it is in the bars (hidden under `-q`),
+                // so its ticks start after.
                 let bar = bars().add(bar_for(task, total));
+                bar.enable_steady_tick(Duration::from_millis(120));
                 running.push((task, bar, Instant::now()));
             }
             Progress::Advanced { task, done } => {
@@ -158,16 +161,16 @@ pub fn progress_bars() -> ProgressHook {
 }
 
 /// A bar for `task`: bytes with their rate, a count, or a spinner where
-/// nothing is counted.
+/// nothing is counted; it draws nowhere until it joins the bars.
 fn bar_for(task: Task, total: Option<u64>) -> ProgressBar {
     let (template, bar) = match (task.unit(), total) {
         (Unit::Bytes, Some(total)) => (
             "{prefix:>10} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
-            ProgressBar::new(total),
+            ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden()),
         ),
         (Unit::None, _) | (_, None) => (
             "{prefix:>10} {spinner} {elapsed}",
-            ProgressBar::new_spinner(),
+            ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden()),
         ),
         (unit, Some(total)) => {
             let counted = match unit {
@@ -175,16 +178,15 @@ fn bar_for(task: Task, total: Option<u64>) -> ProgressBar {
                 Unit::Steps => "steps",
                 _ => "replays at most",
             };
-            let bar = ProgressBar::new(total).with_message(counted);
+            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden())
+                .with_message(counted);
             ("{prefix:>10} [{bar:30}] {pos}/{len} {msg} {elapsed}", bar)
         }
     };
     let style = ProgressStyle::with_template(template)
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> ");
-    let bar = bar.with_style(style).with_prefix(task.name());
-    bar.enable_steady_tick(Duration::from_millis(120));
-    bar
+    bar.with_style(style).with_prefix(task.name())
 }
 
 #[cfg(test)]
