@@ -145,6 +145,11 @@ impl PartialEq for ProgressHook {
 
 impl Eq for ProgressHook {}
 
+/// The size of the file at `path`: the total of a task that copies it.
+pub(crate) fn file_bytes(path: &camino::Utf8Path) -> Option<u64> {
+    fs_err::metadata(path).ok().map(|m| m.len())
+}
+
 /// A task under way: it ends when this is dropped, on an error too.
 pub(crate) struct Running<'a> {
     hook: &'a ProgressHook,

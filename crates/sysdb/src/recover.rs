@@ -18,7 +18,7 @@ use sysdb_snapshot::{install, quarantine, remove_durably, restore_with, ClosedDb
 use crate::marker::Recovering;
 use crate::plan::file_unreadable;
 use crate::plan::{self, Found, OnFailure, ReplayFailed, Search, Source, Start};
-use crate::progress::{ProgressHook, Task};
+use crate::progress::{file_bytes, ProgressHook, Task};
 use crate::replay::{Attempt, Replayer, Scratch};
 use crate::report::{
     FailedCommit, LogKept, MetError, MovedFile, ProbeOutcome, RestoreSource, Restored,
@@ -558,7 +558,7 @@ impl Recovery<'_> {
 
     /// Copy `from` over the database, reporting progress.
     fn copy_back(&self, from: &Utf8Path) -> Result<()> {
-        let running = self.options.progress.begin(Task::Restore, bytes_of(from));
+        let running = self.options.progress.begin(Task::Restore, file_bytes(from));
         restore_with(&self.closed, from, &mut running.copying())
             .map_err(self.files_error("restoring"))?;
         Ok(())
@@ -831,7 +831,7 @@ pub fn recover_by_hand(
     };
     #[cfg(feature = "failpoints")]
     fail::fail_point!("sysdb::recover::by_hand::set_aside");
-    let running = progress.begin(Task::Restore, bytes_of(&from));
+    let running = progress.begin(Task::Restore, file_bytes(&from));
     let copied =
         restore_with(&closed, &from, &mut running.copying()).map_err(moving("restoring"))?;
     drop(running);
@@ -841,9 +841,4 @@ pub fn recover_by_hand(
         restored_from: from,
         restored_bytes: copied.bytes,
     })
-}
-
-/// The size of the file at `path`, the bytes a copy of it takes.
-fn bytes_of(path: &Utf8Path) -> Option<u64> {
-    fs_err::metadata(path).ok().map(|m| m.len())
 }

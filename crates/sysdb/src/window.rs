@@ -9,7 +9,7 @@ use sysdb_snapshot::{forget_previous, keep_previous, remove_durably, take_with, 
 
 use crate::marker::{sha256_file, Marker};
 use crate::plan::Found;
-use crate::progress::{ProgressHook, Task};
+use crate::progress::{file_bytes, ProgressHook, Task};
 use crate::report::{Migration, StepRun};
 use crate::{Connector, Error, ErrorClass, OpenLock, OpenOptions, OpenReport, Paths, Result};
 
@@ -134,7 +134,7 @@ fn snapshot_window(
     tracing::info!(snapshot = %paths.snapshot(), "taking the pre-migrate snapshot");
     let (taken, snapshot_sha256) = std::thread::scope(|s| {
         let hashing = s.spawn(|| sha256_file(paths.db()));
-        let running = progress.begin(Task::Snapshot, db_bytes(paths));
+        let running = progress.begin(Task::Snapshot, file_bytes(paths.db()));
         let taken = take_with(&closed, &mut running.copying());
         drop(running);
         let hashed = hashing
@@ -196,7 +196,7 @@ pub fn snapshot_now(
     checkpoint(&conn, paths, progress)?;
     read_whole(&conn, paths, progress)?;
     let closed = close_keeping_previous(conn, paths)?;
-    let running = progress.begin(Task::Snapshot, db_bytes(paths));
+    let running = progress.begin(Task::Snapshot, file_bytes(paths.db()));
     let taken = take_with(&closed, &mut running.copying());
     taken.map_err(|source| Error::Move {
         doing: "taking the pre-migrate snapshot of",
@@ -283,11 +283,6 @@ fn read_whole(conn: &Connection, paths: &Paths, progress: &ProgressHook) -> Resu
         running.advance(done);
     }
     Ok(())
-}
-
-/// The database file's size, the bytes a copy of it takes.
-pub(crate) fn db_bytes(paths: &Paths) -> Option<u64> {
-    fs_err::metadata(paths.db()).ok().map(|m| m.len())
 }
 
 /// An identifier, quoted for SQL.

@@ -111,8 +111,6 @@ struct State {
     /// The newest write to each file since that file was last synced.
     pending: BTreeMap<u64, Pending>,
     cuts: Vec<Remains>,
-    /// Every operation served, in order, for a failure's message.
-    served: u64,
 }
 
 impl State {
@@ -345,7 +343,6 @@ impl LazyFs {
             next: ROOT + 1,
             pending: BTreeMap::new(),
             cuts: Vec::new(),
-            served: 0,
         };
         let meta = fs_err::metadata(from)?;
         state.nodes.insert(
@@ -420,11 +417,9 @@ impl LazyFs {
         fuser::spawn_mount2(self.clone(), mountpoint, &options)
     }
 
-    /// Every cut recorded so far, in the order they happened, and the
-    /// number of operations served.
-    pub(crate) fn cuts(&self) -> (Vec<Remains>, u64) {
-        let state = self.state.lock().expect("layer state");
-        (state.cuts.clone(), state.served)
+    /// Every cut recorded so far, in the order they happened.
+    pub(crate) fn cuts(&self) -> Vec<Remains> {
+        self.state.lock().expect("layer state").cuts.clone()
     }
 
     /// Cut the power now: every change not synced is gone, and the mount
@@ -434,9 +429,7 @@ impl LazyFs {
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
-        let mut state = self.state.lock().expect("layer state");
-        state.served += 1;
-        f(&mut state)
+        f(&mut self.state.lock().expect("layer state"))
     }
 }
 
@@ -865,7 +858,7 @@ mod tests {
         fs_err::write(at.join("a"), "ZZZZZZ").expect("write a again");
         fs_err::rename(at.join("c"), at.join("d")).expect("rename c");
         fs_err::create_dir(at.join("e")).expect("mkdir e");
-        let (recorded, _) = layer.cuts();
+        let recorded = layer.cuts();
 
         layer.cut();
         let mut names: Vec<String> = fs_err::read_dir(&at)

@@ -16,7 +16,7 @@ use sysdb_scenarios::{StateDir, Tally};
 
 use super::kills::{crashed_in_step_4, crashed_with_updates_before_step_4};
 use super::lazyfs::{available, LazyFs, Remains};
-use super::{check_opened, class_of, finish, long, run, seed, seeded, End, Job, Outcome, ROWS};
+use super::{check_opened, class_of, finish, long, run, seed, seeded, End, Job, ROWS};
 
 /// No open of these small folders takes this long, even on a busy machine.
 const TIMEOUT: Duration = Duration::from_secs(180);
@@ -60,7 +60,7 @@ fn starts() -> Vec<Start> {
 }
 
 /// Run the open of `start` on the layer; the remains it recorded.
-fn open_on_the_layer(start: &Start) -> Result<(Vec<Remains>, Outcome), String> {
+fn open_on_the_layer(start: &Start) -> Result<Vec<Remains>, String> {
     let layer = LazyFs::with_copy_of(&start.folder.data).map_err(|e| format!("load: {e}"))?;
     let mount = tempfile::tempdir().map_err(|e| format!("mount point: {e}"))?;
     let at = Utf8PathBuf::try_from(mount.path().to_owned()).map_err(|e| e.to_string())?;
@@ -80,8 +80,7 @@ fn open_on_the_layer(start: &Start) -> Result<(Vec<Remains>, Outcome), String> {
     let opened = check_opened(&outcome, &start.digest, &at.join("state"));
     drop(session);
     opened.map_err(|e| format!("the open on the layer: {e}"))?;
-    let (cuts, _) = layer.cuts();
-    Ok((cuts, outcome))
+    Ok(layer.cuts())
 }
 
 /// The remains, each distinct one once.
@@ -169,7 +168,7 @@ fn power_cuts_at_every_sync_point() {
         return;
     }
     for start in starts() {
-        let (cuts, _) = match open_on_the_layer(&start) {
+        let cuts = match open_on_the_layer(&start) {
             Ok(done) => done,
             Err(e) => {
                 tally.failures.push(format!("{}: {e}", start.name));
