@@ -931,3 +931,55 @@ fn a_probe_run_by_hand_waits_for_the_open_lock() {
     drop(lock);
     sysdb::probe_open(paths.db(), Duration::ZERO).expect("the probe opens");
 }
+
+/// A log of 1000 commits (about 16 MiB) before the commit that does not
+/// replay is salvaged whole in at most ⌈log2(1000)⌉ + 2 = 12 replays of
+/// copies; the salvage's time is printed beside one plain replay of the
+/// 1000 commits.
+#[test]
+fn a_log_of_a_thousand_commits_is_salvaged_in_a_dozen_replays() {
+    const COMMITS: u64 = 1000;
+    const ROWS_EACH: u64 = 140;
+    let dir = StateDir::new();
+    let paths = dir.paths();
+    at_v26_with_snapshot(&paths, 1000);
+    let mut stages: Vec<String> = (0..COMMITS)
+        .map(|i| insert_jobs(1000 + i * ROWS_EACH, 1000 + (i + 1) * ROWS_EACH))
+        .collect();
+    stages.push(sysdb_scenarios::ladders::UNREPLAYABLE_STEP.to_owned());
+    let sizes = crash_after(&paths, stages);
+    let log_bytes = fs_err::metadata(paths.wal()).expect("log").len();
+
+    // One plain replay of the commits that replay: the database with its
+    // log cut after the last of them, opened by DuckDB.
+    let plain = StateDir::new();
+    fs_err::copy(paths.db(), plain.db()).expect("copy the database");
+    let log = fs_err::read(paths.wal()).expect("read the log");
+    let good = usize::try_from(sizes[usize::try_from(COMMITS).expect("fits") - 1]).expect("fits");
+    fs_err::write(format!("{}.wal", plain.db()), &log[..good]).expect("write the cut log");
+    let started = std::time::Instant::now();
+    let conn = DuckDbConnector
+        .connect(&plain.db())
+        .expect("the cut log replays");
+    let plain_took = started.elapsed();
+    assert_eq!(job_count(&conn), (1000 + COMMITS * ROWS_EACH) as i64);
+    drop(conn);
+
+    let started = std::time::Instant::now();
+    let db = open(&paths).expect("recovered");
+    let took = started.elapsed();
+    let restored = db.report().restored.as_ref().expect("restored");
+    assert_eq!(restored.source, RestoreSource::Salvaged);
+    let kept = restored.log.as_ref().expect("what the log kept");
+    assert_eq!(
+        (kept.commits, kept.commits_kept),
+        (Some(COMMITS + 1), Some(COMMITS))
+    );
+    assert!(kept.replays <= 12, "{} replays", kept.replays);
+    assert_eq!(job_count(db.conn()), (1000 + COMMITS * ROWS_EACH) as i64);
+    eprintln!(
+        "a log of {log_bytes} bytes, {} commits: salvaged in {took:?} with {} replays; one plain replay of its {COMMITS} good commits: {plain_took:?}",
+        COMMITS + 1,
+        kept.replays
+    );
+}
