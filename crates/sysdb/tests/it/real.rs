@@ -880,35 +880,30 @@ fn a_snapshot_taken_by_hand_reads_the_database_whole_first_and_keeps_the_one_it_
     at_v26_with_snapshot(&paths, 100);
     let first = fs_err::read(paths.snapshot()).expect("snapshot");
 
+    let take_now = || {
+        let lock = sysdb::lock(&paths, Duration::ZERO).expect("lock");
+        sysdb::snapshot_now(
+            &paths,
+            &lock,
+            &DuckDbConnector,
+            &sysdb::ProgressHook::none(),
+        )
+    };
+
     // Healthy: the snapshot it replaces is kept as the previous one.
-    let lock = sysdb::lock(&paths, Duration::ZERO).expect("lock");
-    let taken = sysdb::snapshot_now(
-        &paths,
-        &lock,
-        &DuckDbConnector,
-        &sysdb::ProgressHook::none(),
-    )
-    .expect("snapshot");
+    let taken = take_now().expect("snapshot");
     assert_eq!(taken.to, paths.snapshot());
     assert_eq!(
         fs_err::read(paths.previous_snapshot()).expect("previous"),
         first
     );
     assert!(!paths.marker().exists());
-    drop(lock);
 
     // Damaged blocks: refused before either snapshot is touched.
     damage_a_table_the_open_does_not_read(paths.db());
     let snapshot = fs_err::read(paths.snapshot()).expect("snapshot");
     let previous = fs_err::read(paths.previous_snapshot()).expect("previous");
-    let lock = sysdb::lock(&paths, Duration::ZERO).expect("lock");
-    let err = sysdb::snapshot_now(
-        &paths,
-        &lock,
-        &DuckDbConnector,
-        &sysdb::ProgressHook::none(),
-    )
-    .expect_err("damaged");
+    let err = take_now().expect_err("damaged");
     assert!(
         matches!(&err, Error::Unreadable { table, class: ErrorClass::CorruptDatabase, .. } if table == "\"main\".\"payloads\""),
         "{err:?}"

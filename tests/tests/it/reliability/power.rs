@@ -12,11 +12,13 @@
 use std::time::{Duration, Instant};
 
 use camino::Utf8PathBuf;
-use sysdb_scenarios::{StateDir, Tally};
+use sysdb_scenarios::{folder_digest, StateDir, Tally};
 
 use super::kills::{crashed_in_step_4, crashed_with_updates_before_step_4};
 use super::lazyfs::{available, LazyFs, Remains};
-use super::{check_opened, class_of, finish, long, run, seed, seeded, End, Job, ROWS};
+use super::{
+    check_opened, class_of, finish, long, nothing_deleted, run, seed, seeded, End, Job, ROWS,
+};
 
 /// No open of these small folders takes this long, even on a busy machine.
 const TIMEOUT: Duration = Duration::from_secs(180);
@@ -103,6 +105,7 @@ fn after_the_cut(start: &Start, remains: &Remains) -> Result<String, String> {
         .write_to(&folder.data)
         .map_err(|e| format!("write the remains: {e}"))?;
     fs_err::create_dir_all(folder.state()).map_err(|e| e.to_string())?;
+    let before = folder_digest(&folder.state());
     let job = Job {
         data: folder.data.clone(),
         ..Job::default()
@@ -114,6 +117,9 @@ fn after_the_cut(start: &Start, remains: &Remains) -> Result<String, String> {
     };
     if outcome.ok {
         check_opened(&outcome, &start.digest, &folder.state())?;
+        // Every file a recovery before the cut set aside is still there,
+        // byte for byte.
+        nothing_deleted(&before, &folder_digest(&folder.state()))?;
         if let Some(owned) = start.owned {
             if outcome.owned != Some(owned) {
                 return Err(format!(
