@@ -170,7 +170,8 @@ fn redact_value(value: &mut serde_json::Value) {
                     {
                         *v = Value::from("[varies]");
                     }
-                    "started_at" | "snapshot_sha256" | "snapshot_bytes" | "bytes" => {
+                    "started_at" | "snapshot_xxh3_128" | "snapshot_sha256" | "snapshot_bytes"
+                    | "bytes" => {
                         *v = Value::from("[varies]");
                     }
                     _ => redact_value(v),

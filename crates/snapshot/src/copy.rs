@@ -91,8 +91,37 @@ pub fn take(db: &ClosedDb) -> Result<Copied> {
 
 /// [`take`], reporting each [`Step`] to `progress` as it completes.
 pub fn take_with(db: &ClosedDb, progress: &mut dyn FnMut(Step)) -> Result<Copied> {
+    stage_take(db, progress)?.commit(progress)
+}
+
+/// The first half of [`take_with`]: the snapshot's bytes copied to a
+/// temporary name beside it and synced, the snapshot itself not touched.
+/// [`Staged::commit`] puts the copy in place; dropping the [`Staged`]
+/// instead removes it. Between the two, the caller may decide that the
+/// copy must not become the snapshot (its source turned out damaged).
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let path = camino::Utf8PathBuf::try_from(dir.path().join("system.duckdb"))?;
+/// use sysdb_snapshot::{stage_take, ClosedDb, DbFiles};
+///
+/// std::fs::write(&path, b"damaged bytes")?;
+/// let db = ClosedDb::assume_closed(DbFiles::new(&path)?);
+/// drop(stage_take(&db, &mut |_| {})?);
+/// assert!(!db.files().snapshot().exists());
+/// assert_eq!(std::fs::read_dir(dir.path())?.count(), 1, "the copy is gone");
+///
+/// std::fs::write(&path, b"good bytes")?;
+/// let staged = stage_take(&db, &mut |_| {})?;
+/// assert!(!db.files().snapshot().exists());
+/// let copied = staged.commit(&mut |_| {})?;
+/// assert_eq!(std::fs::read(&copied.to)?, b"good bytes");
+/// # Ok(()) }
+/// ```
+pub fn stage_take(db: &ClosedDb, progress: &mut dyn FnMut(Step)) -> Result<Staged> {
     let files = db.files();
-    durable_copy(
+    stage_copy(
         files.db(),
         &files.snapshot(),
         Replace::Allow,
@@ -312,6 +341,76 @@ pub(crate) fn durable_copy(
     disk: &dyn Disk,
     progress: &mut dyn FnMut(Step),
 ) -> Result<Copied> {
+    stage_copy(from, dest, replace, disk, progress)?.commit(progress)
+}
+
+/// A durable copy's bytes in a synced temporary file beside its
+/// destination, not yet in place: [`commit`](Self::commit) renames it there
+/// and syncs the folder; dropping it removes the temporary file.
+#[derive(Debug)]
+#[must_use = "dropping a staged copy removes it; commit puts it in place"]
+pub struct Staged {
+    from: Utf8PathBuf,
+    dest: Utf8PathBuf,
+    dir: Utf8PathBuf,
+    temp: Utf8PathBuf,
+    guard: TempGuard,
+    replace: Replace,
+    bytes: u64,
+    method: CopyMethod,
+}
+
+impl Staged {
+    /// Bytes copied.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// How they were copied.
+    pub fn method(&self) -> CopyMethod {
+        self.method
+    }
+
+    /// Rename the copy into place and sync the folder: from here on the
+    /// destination holds the new bytes, durably.
+    pub fn commit(mut self, progress: &mut dyn FnMut(Step)) -> Result<Copied> {
+        let (temp, dest) = (&self.temp, &self.dest);
+        let renamed = io_point("snapshot::copy::rename").and_then(|()| match self.replace {
+            Replace::Allow => fs_err::rename(temp, dest),
+            Replace::Never => rename_noreplace(temp, dest),
+        });
+        renamed.map_err(|source| Error::Rename {
+            from: temp.clone(),
+            to: dest.clone(),
+            cause: source,
+        })?;
+        self.guard.0 = None;
+        progress(Step::Renamed);
+
+        io_point("snapshot::copy::sync-dir").map_err(|source| Error::SyncDir {
+            dir: self.dir.clone(),
+            cause: source,
+        })?;
+        sync_dir(&self.dir)?;
+        progress(Step::DirSynced);
+
+        Ok(Copied {
+            from: self.from.clone(),
+            to: self.dest.clone(),
+            bytes: self.bytes,
+            method: self.method,
+        })
+    }
+}
+
+/// The first half of [`durable_copy`]: everything up to the rename.
+fn stage_copy(
+    from: &Utf8Path,
+    dest: &Utf8Path,
+    replace: Replace,
+    disk: &dyn Disk,
+    progress: &mut dyn FnMut(Step),
+) -> Result<Staged> {
     let dir = DbFiles::new(dest)?.dir().to_owned();
     refuse_symlink(dest)?;
     let source = fs_err::File::open(from).map_err(|source| Error::OpenSource {
@@ -410,28 +509,13 @@ pub(crate) fn durable_copy(
     drop(out);
     progress(Step::Synced);
 
-    let renamed = io_point("snapshot::copy::rename").and_then(|()| match replace {
-        Replace::Allow => fs_err::rename(&temp, dest),
-        Replace::Never => rename_noreplace(&temp, dest),
-    });
-    renamed.map_err(|source| Error::Rename {
-        from: temp.clone(),
-        to: dest.to_owned(),
-        cause: source,
-    })?;
-    guard.disarm();
-    progress(Step::Renamed);
-
-    io_point("snapshot::copy::sync-dir").map_err(|source| Error::SyncDir {
-        dir: dir.clone(),
-        cause: source,
-    })?;
-    sync_dir(&dir)?;
-    progress(Step::DirSynced);
-
-    Ok(Copied {
+    Ok(Staged {
         from: from.to_owned(),
-        to: dest.to_owned(),
+        dest: dest.to_owned(),
+        dir,
+        temp,
+        guard,
+        replace,
         bytes: total,
         method,
     })
@@ -486,14 +570,9 @@ fn injected(errno: Option<&str>) -> io::Error {
     io::Error::from_raw_os_error(errno.raw_os_error())
 }
 
-/// Removes the temporary file unless disarmed.
+/// Removes the temporary file unless emptied.
+#[derive(Debug)]
 struct TempGuard(Option<Utf8PathBuf>);
-
-impl TempGuard {
-    fn disarm(mut self) {
-        self.0 = None;
-    }
-}
 
 impl Drop for TempGuard {
     fn drop(&mut self) {

@@ -15,16 +15,20 @@
 //!    unreadable, the snapshot), and connect again. A failure of the
 //!    environment, or any other failure, is returned unchanged, and no file
 //!    is touched;
-//! 3. if steps are pending: checkpoint, read every table whole (a damaged
-//!    block the open did not read refuses the window, so the snapshot is
-//!    never replaced with a copy of it), close, keep the snapshot being
-//!    replaced as `system.duckdb.pre-migrate.previous`, take the pre-migrate
-//!    snapshot, write the intent marker `system.duckdb.migrating` naming it
-//!    (file name, size and SHA-256), reopen, apply each step with a
-//!    checkpoint after it, check that no write-ahead log remains, and
-//!    remove the marker and the previous snapshot. A window an earlier open
-//!    left open (its marker still there) is resumed with the snapshot it
-//!    took. Nothing pending means no snapshot.
+//! 3. if steps are pending: checkpoint and close; copy the database under
+//!    a temporary name beside the snapshot while reading it once more for
+//!    its XXH3-128 digest and DuckDB's own block checksums; where those do
+//!    not vouch for every block, read every table whole through DuckDB (a
+//!    damaged block the open did not read refuses the window, so the
+//!    snapshot is never replaced with a copy of it); keep the snapshot
+//!    being replaced as `system.duckdb.pre-migrate.previous`, put the copy
+//!    in place as the pre-migrate snapshot, write the intent marker
+//!    `system.duckdb.migrating` naming it (file name, size and digest),
+//!    reopen, apply each step with a checkpoint after it, check that no
+//!    write-ahead log remains, and remove the marker and the previous
+//!    snapshot. A window an earlier open left open (its marker still there)
+//!    is resumed with the snapshot it took. Nothing pending means no
+//!    snapshot.
 //!
 //! What happened is in the [`OpenReport`].
 //!
@@ -41,6 +45,7 @@
 //! the file operations and of the ladder. Without the feature they compile
 //! to nothing.
 
+mod blocks;
 mod connect;
 mod lock;
 mod marker;
@@ -89,9 +94,9 @@ pub use window::snapshot_now;
 /// - `sysdb::recover::reconnected`: it opened, the recovery marker is
 ///   still there;
 /// - `sysdb::window::checkpointed`: checkpointed before the snapshot, the
-///   connection still open;
+///   connection still open (also in [`snapshot_now`]);
 /// - `sysdb::window::snapshotted`: the snapshot is in place, the intent
-///   marker not yet written;
+///   marker not yet written (also in [`snapshot_now`]);
 /// - `sysdb::window::marked`: the intent marker is written, the database
 ///   not yet reopened;
 /// - `sysdb::window::applied`: every step applied and checkpointed, the
@@ -481,6 +486,15 @@ pub enum Error {
         /// What is wrong.
         problem: String,
     },
+    /// A database file (or its snapshot) could not be read for its digest
+    /// and block checksums.
+    #[error("while reading {path} for its digest and block checksums: {cause}")]
+    Scan {
+        /// The file.
+        path: Utf8PathBuf,
+        /// The underlying failure.
+        cause: std::io::Error,
+    },
     /// Moving files during recovery or the migration window failed.
     #[error("while {doing} {path}: {cause}")]
     Move {
@@ -653,6 +667,10 @@ mod tests {
             Error::Marker {
                 path: "/srv/data/state/system.duckdb.migrating".into(),
                 problem: "expected value at line 1 column 1".to_owned(),
+            },
+            Error::Scan {
+                path: db.clone(),
+                cause: io(std::io::ErrorKind::Other, "Input/output error"),
             },
             Error::Move {
                 doing: "quarantining",

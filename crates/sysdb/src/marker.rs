@@ -28,7 +28,15 @@ pub struct Marker {
     pub snapshot: Utf8PathBuf,
     /// Its size in bytes.
     pub snapshot_bytes: u64,
-    /// Its SHA-256, in lowercase hex.
+    /// Its XXH3-128, in lowercase hex; absent in a marker of a version
+    /// before it, which recorded the SHA-256 alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_xxh3_128: Option<String>,
+    /// Its SHA-256, in lowercase hex, in a marker of a version before the
+    /// XXH3-128; empty since. It is still written, empty, so that a version
+    /// that requires it reads the marker (and, unable to confirm the
+    /// snapshot with it, keeps the snapshot and the database as they are).
+    #[serde(default)]
     pub snapshot_sha256: String,
     /// When the window opened (RFC 3339, UTC).
     pub started_at: String,
@@ -74,7 +82,8 @@ impl Marker {
 
     /// Whether `snapshot` is the snapshot this window took: the same file
     /// name (the folder may have moved since, say to another mount point),
-    /// the same size, the same SHA-256.
+    /// the same size, the same digest (the XXH3-128, or the SHA-256 that a
+    /// version before it recorded).
     pub fn names_snapshot(&self, snapshot: &Utf8Path) -> Result<bool> {
         if self.snapshot.file_name() != snapshot.file_name() {
             return Ok(false);
@@ -83,7 +92,25 @@ impl Marker {
             Ok(m) => m.len(),
             Err(_) => return Ok(false),
         };
-        Ok(bytes == self.snapshot_bytes && sha256_file(snapshot)? == self.snapshot_sha256)
+        if bytes != self.snapshot_bytes {
+            return Ok(false);
+        }
+        Ok(
+            match (&self.snapshot_xxh3_128, self.snapshot_sha256.as_str()) {
+                (Some(digest), _) => {
+                    let scanned =
+                        crate::blocks::scan(snapshot, None, &|_| {}).map_err(|source| {
+                            Error::Scan {
+                                path: snapshot.to_owned(),
+                                cause: source,
+                            }
+                        })?;
+                    scanned.digest == *digest
+                }
+                (None, "") => false,
+                (None, sha256) => sha256_file(snapshot)? == sha256,
+            },
+        )
     }
 }
 
@@ -178,6 +205,39 @@ pub fn sha256_file(path: &Utf8Path) -> Result<String> {
 mod tests {
     use super::*;
 
+    /// The intent marker as the version before the XXH3-128 read it.
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct MarkerBefore {
+        from: u32,
+        to: u32,
+        snapshot: Utf8PathBuf,
+        snapshot_bytes: u64,
+        snapshot_sha256: String,
+        started_at: String,
+        pid: u32,
+    }
+
+    #[test]
+    fn the_version_before_reads_a_marker_written_now() {
+        let marker = Marker {
+            from: 26,
+            to: 27,
+            snapshot: "/data/state/system.duckdb.pre-migrate".into(),
+            snapshot_bytes: 3,
+            snapshot_xxh3_128: Some("06b05ab6733a618578af5f94892f3950".to_owned()),
+            snapshot_sha256: String::new(),
+            started_at: "2026-11-27T12:00:00Z".to_owned(),
+            pid: 42,
+        };
+        let bytes = marker.to_bytes();
+        let before: MarkerBefore =
+            serde_json::from_slice(&bytes).expect("the version before reads it");
+        assert_eq!((before.from, before.to, before.snapshot_bytes), (26, 27, 3));
+        assert_eq!(before.snapshot_sha256, "", "confirms no snapshot");
+        insta::assert_snapshot!(String::from_utf8_lossy(&bytes));
+    }
+
     #[test]
     fn a_marker_round_trips_and_checks_its_snapshot() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -189,13 +249,19 @@ mod tests {
             to: 27,
             snapshot: snapshot.clone(),
             snapshot_bytes: 3,
-            snapshot_sha256: sha256_file(&snapshot).expect("hash"),
+            snapshot_xxh3_128: Some(
+                crate::blocks::scan(&snapshot, None, &|_| {})
+                    .expect("scan")
+                    .digest,
+            ),
+            snapshot_sha256: String::new(),
             started_at: "2026-11-27T12:00:00Z".to_owned(),
             pid: 42,
         };
+        // XXH3-128 of "abc", as the reference implementation gives it.
         assert_eq!(
-            marker.snapshot_sha256,
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+            marker.snapshot_xxh3_128.as_deref(),
+            Some("06b05ab6733a618578af5f94892f3950")
         );
         let path = dir.join("system.duckdb.migrating");
         assert_eq!(Marker::read(&path).expect("read"), None);
@@ -217,6 +283,22 @@ mod tests {
         assert!(!marker.names_snapshot(&snapshot).expect("check"));
         fs_err::remove_file(&snapshot).expect("remove");
         assert!(!marker.names_snapshot(&snapshot).expect("check"));
+
+        // A marker as the version before wrote it: its SHA-256 alone.
+        let older = Marker {
+            snapshot_xxh3_128: None,
+            snapshot_sha256: "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+                .to_owned(),
+            ..marker.clone()
+        };
+        fs_err::write(&snapshot, b"abc").expect("write");
+        assert_eq!(older.snapshot_sha256, sha256_file(&snapshot).expect("hash"));
+        assert!(older.names_snapshot(&snapshot).expect("check"));
+        let neither = Marker {
+            snapshot_sha256: String::new(),
+            ..older.clone()
+        };
+        assert!(!neither.names_snapshot(&snapshot).expect("check"));
 
         fs_err::write(&path, b"from = 26").expect("write");
         match Marker::read(&path) {

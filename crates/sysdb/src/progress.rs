@@ -11,9 +11,13 @@ use std::sync::Arc;
 pub enum Task {
     /// `CHECKPOINT` before the migration window's snapshot.
     Checkpoint,
-    /// Reading every table whole before the snapshot; counted in tables.
+    /// Reading every table whole through DuckDB before the snapshot is
+    /// replaced, where the block checksums did not vouch for every block;
+    /// counted in tables.
     ReadWhole,
-    /// Copying the database to the pre-migrate snapshot; counted in bytes.
+    /// Copying the database to the pre-migrate snapshot while reading it
+    /// once for its digest and block checksums; counted in bytes (the
+    /// lesser of the two).
     Snapshot,
     /// Applying the pending migration steps; counted in steps.
     Migrate,

@@ -1,13 +1,15 @@
 //! The migration window: snapshot, apply, checkpoint, with an intent marker
 //! on disk for as long as it is open.
 
+use std::sync::{Mutex, PoisonError};
 use std::time::{Instant, SystemTime};
 
 use duckdb::Connection;
 use sysdb_schema::{ApplyOptions, Ladder};
-use sysdb_snapshot::{forget_previous, keep_previous, remove_durably, take_with, ClosedDb};
+use sysdb_snapshot::{forget_previous, keep_previous, remove_durably, ClosedDb};
 
-use crate::marker::{sha256_file, Marker};
+use crate::blocks;
+use crate::marker::Marker;
 use crate::plan::Found;
 use crate::progress::{file_bytes, ProgressHook, Task};
 use crate::report::{Migration, StepRun};
@@ -69,7 +71,7 @@ pub(crate) fn ensure_schema(
             (conn, paths.snapshot(), bytes)
         }
         None => {
-            let taken = snapshot_window(conn, paths, &plan, &options.progress, report)?;
+            let taken = snapshot_window(conn, paths, &plan, connector, &options.progress, report)?;
             let phase = Instant::now();
             let conn = connector
                 .connect(paths.db())
@@ -108,48 +110,21 @@ pub(crate) fn ensure_schema(
     Ok(conn)
 }
 
-/// Open a migration window: checkpoint, close, keep the previous snapshot,
-/// take the new one, write the intent marker naming it.
+/// Open a migration window: take the pre-migrate snapshot (see
+/// [`take_checked`]), write the intent marker naming it.
 fn snapshot_window(
     conn: Connection,
     paths: &Paths,
     plan: &sysdb_schema::Plan,
+    connector: &dyn Connector,
     progress: &ProgressHook,
     report: &mut OpenReport,
 ) -> Result<sysdb_snapshot::Copied> {
-    let phase = Instant::now();
     tracing::info!(db = %paths.db(), from = plan.from, to = plan.to, "migrating: checkpointing first");
-    checkpoint(&conn, paths, progress)?;
-    #[cfg(feature = "failpoints")]
-    fail::fail_point!("sysdb::window::checkpointed");
-    report.phase("checkpoint", phase);
-    let phase = Instant::now();
-    read_whole(&conn, paths, progress)?;
-    report.phase("read-whole", phase);
-    let phase = Instant::now();
-    let closed = close_keeping_previous(conn, paths)?;
-    // The database is closed and this process holds the open lock, so
-    // nothing writes it: its SHA-256, computed while it is copied, is the
-    // snapshot's, and the two passes over the file overlap.
-    tracing::info!(snapshot = %paths.snapshot(), "taking the pre-migrate snapshot");
-    let (taken, snapshot_sha256) = std::thread::scope(|s| {
-        let hashing = s.spawn(|| sha256_file(paths.db()));
-        let running = progress.begin(Task::Snapshot, file_bytes(paths.db()));
-        let taken = take_with(&closed, &mut running.copying());
-        drop(running);
-        let hashed = hashing
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (taken, hashed)
-    });
-    let taken = taken.map_err(|source| Error::Move {
-        doing: "taking the pre-migrate snapshot of",
-        path: paths.db().to_owned(),
-        cause: source,
+    let (taken, digest) = take_checked(conn, paths, connector, progress, &mut |name, started| {
+        report.phase(name, started)
     })?;
-    let snapshot_sha256 = snapshot_sha256?;
-    #[cfg(feature = "failpoints")]
-    fail::fail_point!("sysdb::window::snapshotted");
+    let phase = Instant::now();
     // The marker comes after the snapshot, so a marker on disk always names
     // a complete snapshot. A kill between the two leaves the database as it
     // was (checkpointed, closed): the next open simply starts again.
@@ -158,7 +133,8 @@ fn snapshot_window(
         to: plan.to,
         snapshot: taken.to.clone(),
         snapshot_bytes: taken.bytes,
-        snapshot_sha256,
+        snapshot_xxh3_128: Some(digest),
+        snapshot_sha256: String::new(),
         started_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
         pid: std::process::id(),
     };
@@ -168,22 +144,142 @@ fn snapshot_window(
         &intent.to_bytes(),
         "writing the intent marker for",
     )?;
-    report.phase("snapshot", phase);
+    report.phase("mark", phase);
     #[cfg(feature = "failpoints")]
     fail::fail_point!("sysdb::window::marked");
     tracing::info!(snapshot = %taken.to, bytes = taken.bytes, from = plan.from, to = plan.to, "took the pre-migrate snapshot");
     Ok(taken)
 }
 
+/// Take the pre-migrate snapshot of the open database `conn`, never over
+/// the last good one with a copy of damage: checkpoint and close; copy the
+/// file under a temporary name beside the snapshot while reading it once
+/// more for its XXH3-128 digest and DuckDB's block checksums (the database
+/// is closed and this process holds the open lock, so both read the same
+/// bytes); where the checksums do not vouch for every block, connect again
+/// and read every table whole through DuckDB, which refuses on damage; then
+/// keep the snapshot being replaced as the previous one and put the copy in
+/// place. Returns the copy and its digest; `phase` is told each phase.
+fn take_checked(
+    conn: Connection,
+    paths: &Paths,
+    connector: &dyn Connector,
+    progress: &ProgressHook,
+    phase: &mut dyn FnMut(&'static str, Instant),
+) -> Result<(sysdb_snapshot::Copied, String)> {
+    let started = Instant::now();
+    checkpoint(&conn, paths, progress)?;
+    #[cfg(feature = "failpoints")]
+    fail::fail_point!("sysdb::window::checkpointed");
+    phase("checkpoint", started);
+
+    let started = Instant::now();
+    let in_use = blocks_in_use(&conn);
+    drop(conn);
+    let closed = ClosedDb::assume_closed(paths.files().clone());
+    tracing::info!(snapshot = %paths.snapshot(), "copying the database for the pre-migrate snapshot, checking its blocks");
+    let (staged, scanned) = copy_and_scan(&closed, paths, in_use, progress)?;
+    phase("snapshot", started);
+
+    let closed = if scanned.blocks.all_match() {
+        closed
+    } else {
+        tracing::info!(blocks = ?scanned.blocks, "the block checksums do not vouch for every block (damage, or free blocks); reading every table whole before the snapshot is replaced");
+        let started = Instant::now();
+        drop(closed);
+        let conn = connector
+            .connect(paths.db())
+            .map_err(Error::open(paths.db()))?;
+        // On an error the staged copy is dropped, and with it removed.
+        read_whole(&conn, paths, progress)?;
+        drop(conn);
+        phase("read-whole", started);
+        ClosedDb::assume_closed(paths.files().clone())
+    };
+
+    keep_previous(&closed).map_err(|source| Error::Move {
+        doing: "keeping the previous snapshot of",
+        path: paths.db().to_owned(),
+        cause: source,
+    })?;
+    let taken = staged.commit(&mut |_| {}).map_err(snapshot_error(paths))?;
+    #[cfg(feature = "failpoints")]
+    fail::fail_point!("sysdb::window::snapshotted");
+    Ok((taken, scanned.digest))
+}
+
+/// Stage the snapshot's copy of the closed database and, beside it, read
+/// the database once ([`blocks::scan`]). The task's progress is the lesser
+/// of the bytes copied and the bytes read.
+fn copy_and_scan(
+    closed: &ClosedDb,
+    paths: &Paths,
+    in_use: Option<u64>,
+    progress: &ProgressHook,
+) -> Result<(sysdb_snapshot::Staged, blocks::Scanned)> {
+    let running = progress.begin(Task::Snapshot, file_bytes(paths.db()));
+    // (copied, read), behind one lock so that the reports only grow.
+    let done = Mutex::new((0u64, 0u64));
+    let report = |copied: Option<u64>, read: Option<u64>| {
+        let mut done = done.lock().unwrap_or_else(PoisonError::into_inner);
+        let before = done.0.min(done.1);
+        done.0 = copied.unwrap_or(done.0);
+        done.1 = read.unwrap_or(done.1);
+        if done.0.min(done.1) > before {
+            running.advance(done.0.min(done.1));
+        }
+    };
+    let (staged, scanned) = std::thread::scope(|s| {
+        let scanning =
+            s.spawn(|| blocks::scan(paths.db(), in_use, &|read| report(None, Some(read))));
+        let staged = sysdb_snapshot::stage_take(closed, &mut |step| {
+            if let sysdb_snapshot::Step::Copying { done, .. } = step {
+                report(Some(done), None);
+            }
+        });
+        let scanned = scanning
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (staged, scanned)
+    });
+    let staged = staged.map_err(snapshot_error(paths))?;
+    let scanned = scanned.map_err(|source| Error::Scan {
+        path: paths.db().to_owned(),
+        cause: source,
+    })?;
+    Ok((staged, scanned))
+}
+
+/// The blocks DuckDB has in the open database, free ones included; `None`
+/// if it does not say (then the header's count is checked).
+fn blocks_in_use(conn: &Connection) -> Option<u64> {
+    conn.query_row(
+        "SELECT total_blocks FROM pragma_database_size() WHERE database_name = current_database()",
+        [],
+        |row| row.get::<_, i64>(0),
+    )
+    .ok()
+    .and_then(|blocks| u64::try_from(blocks).ok())
+}
+
+fn snapshot_error(paths: &Paths) -> impl FnOnce(sysdb_snapshot::Error) -> Error + '_ {
+    move |source| Error::Move {
+        doing: "taking the pre-migrate snapshot of",
+        path: paths.db().to_owned(),
+        cause: source,
+    }
+}
+
 /// Take the pre-migrate snapshot now, outside a migration (an operator's
 /// `sysdb snapshot take`), as a migration window takes it: connect (which
-/// replays a log that waits), checkpoint, read the database whole, close;
-/// keep the snapshot it replaces as the previous one; copy. A damaged block
-/// refuses before the last good snapshot is touched, and a database that
-/// does not open (a log that does not replay, another process's DuckDB
-/// lock) is refused with the connect's error. No intent marker is written:
-/// no migration is in flight. `_held` is the proof that this process holds
-/// the open lock.
+/// replays a log that waits), checkpoint, close, copy while checking every
+/// block against DuckDB's checksum (where one does not match, read every
+/// table whole through DuckDB): a damaged block refuses before the last
+/// good snapshot is touched, the snapshot it replaces is kept as the
+/// previous one, and a database that does not open
+/// (a log that does not replay, another process's DuckDB lock) is refused
+/// with the connect's error. No intent marker is written: no migration is
+/// in flight. `_held` is the proof that this process holds the open lock.
 pub fn snapshot_now(
     paths: &Paths,
     _held: &OpenLock,
@@ -193,30 +289,7 @@ pub fn snapshot_now(
     let conn = connector
         .connect(paths.db())
         .map_err(Error::open(paths.db()))?;
-    checkpoint(&conn, paths, progress)?;
-    read_whole(&conn, paths, progress)?;
-    let closed = close_keeping_previous(conn, paths)?;
-    let running = progress.begin(Task::Snapshot, file_bytes(paths.db()));
-    let taken = take_with(&closed, &mut running.copying());
-    taken.map_err(|source| Error::Move {
-        doing: "taking the pre-migrate snapshot of",
-        path: paths.db().to_owned(),
-        cause: source,
-    })
-}
-
-/// Close the database and keep the snapshot about to be replaced as the
-/// previous one: it stays until a window completes, since the database
-/// may hold damage that only the migration reads.
-fn close_keeping_previous(conn: Connection, paths: &Paths) -> Result<ClosedDb> {
-    drop(conn);
-    let closed = ClosedDb::assume_closed(paths.files().clone());
-    keep_previous(&closed).map_err(|source| Error::Move {
-        doing: "keeping the previous snapshot of",
-        path: paths.db().to_owned(),
-        cause: source,
-    })?;
-    Ok(closed)
+    take_checked(conn, paths, connector, progress, &mut |_, _| {}).map(|(taken, _)| taken)
 }
 
 fn checkpoint(conn: &Connection, paths: &Paths, progress: &ProgressHook) -> Result<()> {
