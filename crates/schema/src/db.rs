@@ -560,10 +560,9 @@ mod tests {
     #[test]
     fn recorded_versions_are_sorted_and_distinct() {
         let c = |s: &str| Some(s.to_owned());
-        let table: [(
-            Vec<(Option<i64>, Option<String>)>,
-            Vec<(u32, Option<String>)>,
-        ); 4] = [
+        type Raw = Vec<(Option<i64>, Option<String>)>;
+        type Rows = Vec<(u32, Option<String>)>;
+        let table: [(Raw, Rows); 4] = [
             (vec![], vec![]),
             (
                 vec![(Some(2), c("b")), (Some(1), c("a"))],

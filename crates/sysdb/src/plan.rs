@@ -313,10 +313,35 @@ pub(crate) fn replay_budget(commits: usize) -> u32 {
     commits.max(1).next_power_of_two().trailing_zeros() + 1
 }
 
+/// Whether the whole log is first replayed read-only on a hard link of the
+/// database (no copy; only a log that replays so is then replayed again
+/// on the copy a recovery restores) rather than straight on that copy.
+/// The copy costs in the database's bytes, about 1 s per GiB; the extra
+/// replay in the log's, about 30 times slower per byte: read-only first
+/// where the database is more than 32 times the log.
+pub(crate) fn replay_read_only_first(db_bytes: u64, log_bytes: u64) -> bool {
+    db_bytes / 32 > log_bytes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::Paths;
+
+    #[test]
+    fn a_large_database_with_a_small_log_is_replayed_read_only_first() {
+        let mib = 1 << 20;
+        for (db, log, first) in [
+            (1024 * mib, 16 * mib, true),
+            (1024 * mib, 40 * mib, false),
+            (18 * mib, 4096, true),
+            (18 * mib, 16 * mib, false),
+            (32 * 4096, 4096, false),
+            (0, 0, false),
+        ] {
+            assert_eq!(replay_read_only_first(db, log), first, "{db} {log}");
+        }
+    }
     use sysdb_errclass::WalReplayCause;
 
     fn found() -> Found {

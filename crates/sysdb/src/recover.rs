@@ -340,9 +340,25 @@ impl Recovery<'_> {
                     tracing::info!(db = %paths.db(), "replaying the whole write-ahead log on a copy, through ATTACH");
                     replays += 1;
                     let running = self.options.progress.begin(Task::Replay, None);
-                    let attempt = replayer
-                        .build(paths, scratch, None)
-                        .map_err(replay_error("replaying a copy of"))?;
+                    let db_bytes = fs_err::metadata(paths.db()).map_or(0, |m| m.len());
+                    let tried = if plan::replay_read_only_first(db_bytes, log_bytes) {
+                        replayer
+                            .try_whole(paths, scratch)
+                            .map_err(replay_error("replaying a linked copy of"))?
+                    } else {
+                        None
+                    };
+                    let attempt = match tried {
+                        Some(failed @ Attempt::Failed { .. }) => failed,
+                        replayed_or_not_tried => {
+                            if replayed_or_not_tried.is_some() {
+                                replays += 1;
+                            }
+                            replayer
+                                .build(paths, scratch, None)
+                                .map_err(replay_error("replaying a copy of"))?
+                        }
+                    };
                     drop(running);
                     report.phase("replay", phase);
                     #[cfg(feature = "failpoints")]

@@ -163,6 +163,22 @@ impl Replayer<'_> {
         self.replay(&db, true)
     }
 
+    /// Replay the whole log (every sidecar) in this process, read-only on
+    /// a hard link of the database, writing nothing of the database's own
+    /// and copying nothing but the sidecars; `None` where this replayer
+    /// runs in the child or the file system cannot link.
+    pub fn try_whole(&self, paths: &Paths, scratch: &Scratch) -> io::Result<Option<Attempt>> {
+        let Replayer::InProcess(_) = self else {
+            return Ok(None);
+        };
+        let db = scratch.fresh("try")?;
+        if fs_err::hard_link(paths.db(), &db).is_err() {
+            return Ok(None);
+        }
+        copy_sidecars(paths, &db)?;
+        self.replay(&db, true).map(Some)
+    }
+
     /// Build, on a copy, the database the log (cut at `cut` bytes, or
     /// whole with every sidecar) replays to, checkpointed so that the copy
     /// holds every replayed commit without a log.
@@ -171,14 +187,7 @@ impl Replayer<'_> {
         fs_err::copy(paths.db(), &db)?;
         match cut {
             Some(cut) => write_prefix(&paths.wal(), &sibling(&db, ".wal"), cut)?,
-            None => {
-                for suffix in sysdb_snapshot::SIDECAR_SUFFIXES {
-                    let from = paths.files().sibling(suffix);
-                    if fs_err::metadata(&from).is_ok() {
-                        fs_err::copy(&from, sibling(&db, suffix))?;
-                    }
-                }
-            }
+            None => copy_sidecars(paths, &db)?,
         }
         let attempt = self.replay(&db, false)?;
         if let Attempt::Replayed(_) = attempt {
@@ -243,6 +252,17 @@ impl Replayer<'_> {
             }
         }
     }
+}
+
+/// Copy every sidecar of the database beside `db`.
+fn copy_sidecars(paths: &Paths, db: &Utf8Path) -> io::Result<()> {
+    for suffix in sysdb_snapshot::SIDECAR_SUFFIXES {
+        let from = paths.files().sibling(suffix);
+        if fs_err::metadata(&from).is_ok() {
+            fs_err::copy(&from, sibling(db, suffix))?;
+        }
+    }
+    Ok(())
 }
 
 /// The folder `db` is in.
