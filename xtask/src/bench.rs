@@ -379,7 +379,7 @@ fn generate(dir: &Utf8Path, target: u64) -> Result<(u64, i64), String> {
     Ok((bytes, rows))
 }
 
-/// A fresh copy of `base` in `work/<name>` (not timed).
+/// A fresh copy of `base` in `work/<name>`, synced (not timed).
 fn fresh(base: &Utf8Path, work: &Utf8Path, name: &str) -> Result<Utf8PathBuf, String> {
     let dir = work.join(name);
     if dir.exists() {
@@ -387,6 +387,11 @@ fn fresh(base: &Utf8Path, work: &Utf8Path, name: &str) -> Result<Utf8PathBuf, St
     }
     fs_err::create_dir_all(&dir).map_err(|e| e.to_string())?;
     fs_err::copy(paths(base).db(), paths(&dir).db()).map_err(|e| e.to_string())?;
+    // On disk before any timing starts: a copy left to write back would
+    // slow whichever fsync comes next.
+    fs_err::File::open(paths(&dir).db())
+        .and_then(|f| f.sync_all())
+        .map_err(|e| e.to_string())?;
     Ok(dir)
 }
 
@@ -480,9 +485,6 @@ fn cp_and_sync(when: &str, from: &Utf8Path, to: &Utf8Path) -> Result<(), String>
 fn on_cow(base: &Utf8Path, mount: &Utf8Path, reps: usize) -> Result<Vec<Measure>, String> {
     let dir = fresh(base, mount, "cow")?;
     let paths = paths(&dir);
-    fs_err::File::open(paths.db())
-        .and_then(|f| f.sync_all())
-        .map_err(|e| e.to_string())?;
     let closed = ClosedDb::assume_closed(paths.files().clone());
     let copy = dir.join("copy");
     let clone = |from: &Utf8Path| {
