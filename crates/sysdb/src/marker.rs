@@ -98,14 +98,10 @@ impl Marker {
         Ok(
             match (&self.snapshot_xxh3_128, self.snapshot_sha256.as_str()) {
                 (Some(digest), _) => {
-                    let scanned =
-                        crate::blocks::scan(snapshot, None, &|_| {}).map_err(|source| {
-                            Error::Scan {
-                                path: snapshot.to_owned(),
-                                cause: source,
-                            }
-                        })?;
-                    scanned.digest == *digest
+                    crate::blocks::digest(snapshot).map_err(|source| Error::Scan {
+                        path: snapshot.to_owned(),
+                        cause: source,
+                    })? == *digest
                 }
                 (None, "") => false,
                 (None, sha256) => sha256_file(snapshot)? == sha256,
