@@ -52,6 +52,8 @@ struct Measure {
     peak_kib: Option<u64>,
     /// How the subject copied (stream or reflink), where it copies.
     method: Option<String>,
+    /// What else the table says of the measure.
+    note: Option<String>,
 }
 
 impl Measure {
@@ -167,6 +169,11 @@ pub fn run(quick: bool) -> Result<(), String> {
         eprintln!("  migration window");
         size.measures
             .push(migration(&base, &work, target, repetitions)?);
+        if !quick && target == sizes[0] {
+            eprintln!("  salvage of a log of 1000 commits");
+            size.measures
+                .push(salvage(&base, &work, rows, repetitions)?);
+        }
         report.sizes.push(size);
         fs_err::remove_dir_all(&base).map_err(|e| e.to_string())?;
     }
@@ -281,6 +288,7 @@ fn table(report: &Report) -> String {
             if let Some(method) = &me.method {
                 notes.push(format!("copy: {method}"));
             }
+            notes.extend(me.note.clone());
             if !me.phases.is_empty() {
                 let phases: Vec<String> = me
                     .phases
@@ -664,6 +672,100 @@ fn migration(
         })?;
         m.baseline_secs.push(secs);
         fs_err::remove_dir_all(&dir).map_err(|e| e.to_string())?;
+    }
+    Ok(m)
+}
+
+/// 5. The salvage of a log of 1000 commits (about 16 MiB) ended by one that
+///    does not replay: every one of the 1000 kept, in at most
+///    ⌈log2(1001)⌉ + 2 = 12 replays of copies, vs one open replaying those
+///    1000 commits (the same files, the log cut after the last of them).
+fn salvage(base: &Utf8Path, work: &Utf8Path, rows: i64, reps: usize) -> Result<Measure, String> {
+    const COMMITS: i64 = 1000;
+    const ROWS_EACH: i64 = 180;
+    const MOST_REPLAYS: u32 = 12;
+    let mut m = Measure {
+        name: "salvage",
+        subject: "SystemDb::open salvaging 1000 of 1001 commits",
+        baseline: "open replaying the 1000 commits",
+        ..Measure::default()
+    };
+    let ladder = ladder(2);
+    let mut stages: Vec<String> = (0..COMMITS)
+        .map(|i| {
+            let from = rows + i * ROWS_EACH;
+            format!(
+                "INSERT INTO items SELECT range, md5(range::VARCHAR || '-a') || md5(range::VARCHAR || '-b'), 'new' FROM range({from}, {});",
+                from + ROWS_EACH
+            )
+        })
+        .collect();
+    stages.push(format!("BEGIN; {UNREPLAYABLE} COMMIT;"));
+    let count = |conn: &Connection| {
+        conn.query_row("SELECT count(*) FROM items", [], |r| r.get::<_, i64>(0))
+            .map_err(|e| e.to_string())
+    };
+    let mut most = 0;
+    for _ in 0..reps {
+        // The baseline's folder made first: its database is replaced below
+        // by the crashed one.
+        let plain = paths(&fresh(base, work, "salvage-plain")?);
+        let paths = paths(&fresh(base, work, "salvage")?);
+        take(&ClosedDb::assume_closed(paths.files().clone())).map_err(|e| e.to_string())?;
+        let sizes = crash::crash(paths.db(), Death::Kill, &stages)?;
+        let log = fs_err::read(paths.wal()).map_err(|e| e.to_string())?;
+        // The baseline's files, before the subject moves any.
+        fs_err::copy(paths.db(), plain.db()).map_err(|e| e.to_string())?;
+        let good = usize::try_from(sizes[usize::try_from(COMMITS - 1).expect("fits")])
+            .map_err(|e| e.to_string())?;
+        fs_err::write(plain.wal(), &log[..good]).map_err(|e| e.to_string())?;
+        for file in [plain.db().to_owned(), plain.wal()] {
+            fs_err::File::open(file)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| e.to_string())?;
+        }
+
+        let (secs, db) = timed(|| {
+            SystemDb::open(&paths, &ladder, &OpenOptions::default()).map_err(|e| e.to_string())
+        })?;
+        let kept = db
+            .report()
+            .restored
+            .as_ref()
+            .and_then(|r| r.log.clone())
+            .ok_or("the salvage measure did not salvage")?;
+        let want = rows + COMMITS * ROWS_EACH;
+        if kept.commits_kept != Some(COMMITS as u64) || count(db.conn())? != want {
+            return Err(format!(
+                "the salvage kept {:?} of {COMMITS} commits, {} of {want} rows",
+                kept.commits_kept,
+                count(db.conn())?
+            ));
+        }
+        if kept.replays > MOST_REPLAYS {
+            return Err(format!(
+                "the salvage took {} replays, more than {MOST_REPLAYS}",
+                kept.replays
+            ));
+        }
+        most = most.max(kept.replays);
+        m.phases_of(db.report());
+        drop(db);
+        m.subject_secs.push(secs);
+
+        let (secs, conn) = timed(|| raw_open(plain.db()))?;
+        if count(&conn)? != want {
+            return Err("the baseline's cut log did not replay every commit".to_owned());
+        }
+        drop(conn);
+        m.baseline_secs.push(secs);
+        fs_err::remove_dir_all(paths.dir()).map_err(|e| e.to_string())?;
+        fs_err::remove_dir_all(plain.dir()).map_err(|e| e.to_string())?;
+        m.note = Some(format!(
+            "a log of {:.1} MiB, {} commits: all {COMMITS} kept, at most {most} replays (bound {MOST_REPLAYS})",
+            log.len() as f64 / MIB as f64,
+            COMMITS + 1
+        ));
     }
     Ok(m)
 }
