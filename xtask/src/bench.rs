@@ -676,7 +676,7 @@ fn migration(
     Ok(m)
 }
 
-/// 5. The salvage of a log of 1000 commits (about 16 MiB) ended by one that
+/// 5. The salvage of a log of 1000 commits (about 13 MiB) ended by one that
 ///    does not replay: every one of the 1000 kept, in at most
 ///    ⌈log2(1001)⌉ + 2 = 12 replays of copies, vs one open replaying those
 ///    1000 commits (the same files, the log cut after the last of them).
