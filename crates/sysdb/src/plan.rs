@@ -327,6 +327,7 @@ pub(crate) fn replay_read_only_first(db_bytes: u64, log_bytes: u64) -> bool {
 mod tests {
     use super::*;
     use crate::Paths;
+    use sysdb_errclass::WalReplayCause;
 
     #[test]
     fn a_large_database_with_a_small_log_is_replayed_read_only_first() {
@@ -342,7 +343,6 @@ mod tests {
             assert_eq!(replay_read_only_first(db, log), first, "{db} {log}");
         }
     }
-    use sysdb_errclass::WalReplayCause;
 
     fn found() -> Found {
         Found {
