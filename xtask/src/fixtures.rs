@@ -55,6 +55,7 @@ fn recovered(jobs: i64, quarantined: &[&str]) -> Expect {
         wal_at_open: true,
         quarantined: quarantined.iter().map(|s| (*s).to_owned()).collect(),
         duckdb_rewrites_wal: false,
+        duckdb_writes_db: false,
         rows: BTreeMap::new(),
         commits_kept: None,
         memory_limit: None,
@@ -83,6 +84,7 @@ fn opened(jobs: i64) -> Expect {
         wal_at_open: true,
         quarantined: Vec::new(),
         duckdb_rewrites_wal: false,
+        duckdb_writes_db: false,
         rows: BTreeMap::new(),
         commits_kept: None,
         memory_limit: None,
@@ -99,6 +101,7 @@ fn refused(class: &str, wal_at_open: bool) -> Expect {
         wal_at_open,
         quarantined: Vec::new(),
         duckdb_rewrites_wal: false,
+        duckdb_writes_db: false,
         rows: BTreeMap::new(),
         commits_kept: None,
         memory_limit: None,
@@ -109,7 +112,7 @@ fn scenarios() -> Vec<Scenario> {
     vec![
         Scenario {
             name: "wal-replay-ddl",
-            how: "a v26 database with 2000 jobs, checkpointed; its pre-migrate snapshot; a child process commits migration 27 (ALTER ... SET TYPE s.job_state USING ...) with checkpoints off and is killed by SIGKILL",
+            how: "a v26 database with 2000 jobs, checkpointed; its pre-migrate snapshot; a child process commits migration 27 (CREATE TYPE s.job_state ...; ALTER ... SET TYPE s.job_state USING ..., in one transaction: the log uses a type it creates, which no replay that reads the types from the database file can bind) with checkpoints off and is killed by SIGKILL",
             plain_open: "wal-replay (ddl)",
             expect: || recovered(2000, &["", ".wal"]),
             build: |f| {
@@ -416,6 +419,143 @@ fn scenarios() -> Vec<Scenario> {
             },
         },
         Scenario {
+            name: "set-type-enum-other-schema",
+            how: "a v27 database with 1000 jobs, its pre-migrate snapshot, an enum `s2.st` in another schema and a table `tags`, checkpointed; a child commits 200 tags, then ALTER TABLE tags ALTER COLUMN v SET TYPE s2.st USING v::s2.st, with checkpoints off, and is killed",
+            plain_open: "wal-replay (ddl)",
+            expect: || replayed("replayed", 1000, 2, &[("tags", 200)]),
+            build: |f| {
+                with_table(f, "CREATE SCHEMA s2; CREATE TYPE s2.st AS ENUM ('a', 'b'); CREATE TABLE tags (id INTEGER, v VARCHAR);")?;
+                crash(f.db(), Death::Kill, &[
+                    "INSERT INTO tags SELECT i, 'b' FROM range(200) r(i);".to_owned(),
+                    "ALTER TABLE tags ALTER COLUMN v SET TYPE s2.st USING v::s2.st;".to_owned(),
+                ])?;
+                Ok(Vec::new())
+            },
+        },
+        Scenario {
+            name: "set-type-struct-of-enum",
+            how: "a v27 database with 1000 jobs, its pre-migrate snapshot, an enum `s2.st` and a struct type `s2.sr` of it in another schema, and a table `tags`, checkpointed; a child commits 200 tags, then ALTER TABLE tags ALTER COLUMN v SET TYPE s2.sr USING {'k': v::s2.st, 'n': id}, with checkpoints off, and is killed; replay binds the cast in the replaying DuckDB's catalog, which holds the user types only where they are created first",
+            plain_open: "wal-replay (ddl)",
+            expect: || replayed("replayed", 1000, 2, &[("tags", 200)]),
+            build: |f| {
+                with_table(f, "CREATE SCHEMA s2; CREATE TYPE s2.st AS ENUM ('a', 'b'); CREATE TYPE s2.sr AS STRUCT(k s2.st, n INTEGER); CREATE TABLE tags (id INTEGER, v VARCHAR);")?;
+                crash(f.db(), Death::Kill, &[
+                    "INSERT INTO tags SELECT i, 'a' FROM range(200) r(i);".to_owned(),
+                    "ALTER TABLE tags ALTER COLUMN v SET TYPE s2.sr USING {'k': v::s2.st, 'n': id};".to_owned(),
+                ])?;
+                Ok(Vec::new())
+            },
+        },
+        Scenario {
+            name: "generated-enum-add-column",
+            how: "a v27 database with 1000 jobs, its pre-migrate snapshot, an enum `s2.st` and a table `tags` with a generated column `g s2.st AS (v::s2.st)`, checkpointed; a child commits 200 tags, then ALTER TABLE tags ADD COLUMN, with checkpoints off, and is killed",
+            plain_open: "wal-replay (ddl)",
+            expect: || replayed("replayed", 1000, 2, &[("tags", 200)]),
+            build: |f| {
+                with_table(f, "CREATE SCHEMA s2; CREATE TYPE s2.st AS ENUM ('a', 'b'); CREATE TABLE tags (id INTEGER, v VARCHAR, g s2.st GENERATED ALWAYS AS (v::s2.st));")?;
+                crash(f.db(), Death::Kill, &[
+                    "INSERT INTO tags (id, v) SELECT i, 'b' FROM range(200) r(i);".to_owned(),
+                    "ALTER TABLE tags ADD COLUMN extra INTEGER;".to_owned(),
+                ])?;
+                Ok(Vec::new())
+            },
+        },
+        Scenario {
+            name: "check-enum-add-primary-key",
+            how: "a v27 database with 1000 jobs, its pre-migrate snapshot, an enum `s2.st` and a table `tags` with CHECK (v::s2.st IS NOT NULL), checkpointed; a child commits 200 tags, then ALTER TABLE tags ADD PRIMARY KEY (id), with checkpoints off, and is killed; DuckDB's plain open writes a block the last checkpoint left free before its replay fails",
+            plain_open: "wal-replay (ddl)",
+            expect: || Expect {
+                duckdb_writes_db: true,
+                ..replayed("replayed", 1000, 2, &[("tags", 200)])
+            },
+            build: |f| {
+                with_table(f, "CREATE SCHEMA s2; CREATE TYPE s2.st AS ENUM ('a', 'b'); CREATE TABLE tags (id INTEGER NOT NULL, v VARCHAR CHECK (v::s2.st IS NOT NULL));")?;
+                crash(f.db(), Death::Kill, &[
+                    "INSERT INTO tags SELECT i, 'a' FROM range(200) r(i);".to_owned(),
+                    "ALTER TABLE tags ADD PRIMARY KEY (id);".to_owned(),
+                ])?;
+                Ok(Vec::new())
+            },
+        },
+        Scenario {
+            name: "check-enum-comment-on-column",
+            how: "as check-enum-add-primary-key, then COMMENT ON COLUMN tags.v instead of the primary key",
+            plain_open: "wal-replay (ddl)",
+            expect: || replayed("replayed", 1000, 2, &[("tags", 200)]),
+            build: |f| {
+                with_table(f, "CREATE SCHEMA s2; CREATE TYPE s2.st AS ENUM ('a', 'b'); CREATE TABLE tags (id INTEGER, v VARCHAR CHECK (v::s2.st IS NOT NULL));")?;
+                crash(f.db(), Death::Kill, &[
+                    "INSERT INTO tags SELECT i, 'a' FROM range(200) r(i);".to_owned(),
+                    "COMMENT ON COLUMN tags.v IS 'the tag';".to_owned(),
+                ])?;
+                Ok(Vec::new())
+            },
+        },
+        Scenario {
+            name: "json-check-add-column",
+            how: "a v27 database with 1000 jobs, its pre-migrate snapshot and a table `docs` with CHECK (json_valid(doc)), checkpointed; a child commits 300 docs, then ALTER TABLE docs ADD COLUMN, with checkpoints off, and is killed; DuckDB's plain open replays the ALTER before it loads the json extension",
+            plain_open: "wal-replay (other)",
+            expect: || replayed("replayed", 1000, 2, &[("docs", 300)]),
+            build: |f| {
+                with_table(f, "CREATE TABLE docs (id INTEGER, doc VARCHAR CHECK (json_valid(doc)));")?;
+                crash(f.db(), Death::Kill, &[
+                    "INSERT INTO docs SELECT i, '{\"n\": ' || i || '}' FROM range(300) r(i);".to_owned(),
+                    "ALTER TABLE docs ADD COLUMN extra INTEGER;".to_owned(),
+                ])?;
+                Ok(Vec::new())
+            },
+        },
+        Scenario {
+            name: "json-set-type",
+            how: "a v27 database with 1000 jobs, its pre-migrate snapshot and a table `docs`, checkpointed; a child commits 300 docs, then ALTER TABLE docs ALTER COLUMN doc SET TYPE JSON, with checkpoints off, and is killed",
+            plain_open: "wal-replay (ddl)",
+            expect: || replayed("replayed", 1000, 2, &[("docs", 300)]),
+            build: |f| {
+                with_table(f, "CREATE TABLE docs (id INTEGER, doc VARCHAR);")?;
+                crash(f.db(), Death::Kill, &[
+                    "INSERT INTO docs SELECT i, '[' || i || ']' FROM range(300) r(i);".to_owned(),
+                    "ALTER TABLE docs ALTER COLUMN doc SET TYPE JSON;".to_owned(),
+                ])?;
+                Ok(Vec::new())
+            },
+        },
+        Scenario {
+            name: "icu-timestamptz-to-date",
+            how: "a v27 database with 1000 jobs, its pre-migrate snapshot and a table `events` with a TIMESTAMPTZ column, checkpointed; a child commits 300 events, then ALTER TABLE events ALTER COLUMN happened SET TYPE DATE, with checkpoints off, and is killed; the cast needs ICU, which DuckDB's plain open loads only after its replay",
+            plain_open: "wal-replay (other)",
+            expect: || replayed("replayed", 1000, 2, &[("events", 300)]),
+            build: |f| {
+                with_table(f, "CREATE TABLE events (id INTEGER, happened TIMESTAMPTZ);")?;
+                crash(f.db(), Death::Kill, &[
+                    "INSERT INTO events SELECT i, TIMESTAMPTZ '2026-01-01 12:00:00+00' + to_hours(i) FROM range(300) r(i);".to_owned(),
+                    "ALTER TABLE events ALTER COLUMN happened SET TYPE DATE;".to_owned(),
+                ])?;
+                Ok(Vec::new())
+            },
+        },
+        Scenario {
+            name: "torn-foreign-migration",
+            how: "a v20 database with 1000 jobs, a table `notes` with CHECK (trim(note) <> '') and its pre-migrate snapshot, checkpointed; a child commits 400 notes, ALTER TABLE notes ADD COLUMN extra, then migration 21's statement alone (ALTER TABLE jobs ADD COLUMN c21), without its schema_version row, as a service's own ladder that commits its DDL outside the transaction of its version row does, with checkpoints off, and is killed; the whole log replays through ATTACH, but migration 21 fails on it (the column exists)",
+            plain_open: "wal-replay (other)",
+            expect: || replayed("salvaged", 1000, 2, &[("notes", 400)]),
+            build: |f| {
+                base(f, 20, 1000)?;
+                {
+                    let conn = connect(f.db())?;
+                    exec(&conn, "CREATE TABLE notes (id INTEGER, note VARCHAR CHECK (trim(note) <> '')); CHECKPOINT;")?;
+                }
+                snapshot(f)?;
+                let ladder = jobs_ladder(TOP);
+                let torn = ladder.step(21).ok_or("no migration 21")?.sql().to_owned();
+                crash(f.db(), Death::Kill, &[
+                    "INSERT INTO notes SELECT i, 'note ' || i FROM range(400) r(i);".to_owned(),
+                    "ALTER TABLE notes ADD COLUMN extra INTEGER;".to_owned(),
+                    torn,
+                ])?;
+                Ok(Vec::new())
+            },
+        },
+        Scenario {
             name: "wal-replay-out-of-memory",
             how: "a v27 database with 30000 jobs and its pre-migrate snapshot; a child commits three UPDATEs of every job with checkpoints off and is killed; the open is given memory_limit = '1MB' (no temp directory, one thread), too little to replay that intact log",
             plain_open: "opens",
@@ -537,20 +677,25 @@ fn root() -> Utf8PathBuf {
 }
 
 /// The class of a plain DuckDB open of `db`, made on a copy of its folder
-/// so that the fixture itself is not touched.
-fn plain_open(files: &[Utf8PathBuf], db_name: &str) -> Result<String, String> {
+/// so that the fixture itself is not touched, and whether a failed open
+/// changed the database file.
+fn plain_open(files: &[Utf8PathBuf], db_name: &str) -> Result<(String, bool), String> {
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
     let scratch = utf8(tmp.path())?;
     for file in files {
         let name = file.file_name().ok_or("a file without a name")?;
         fs_err::copy(file, scratch.join(name)).map_err(|e| e.to_string())?;
     }
+    let db = scratch.join(db_name);
+    let before = fs_err::read(&db).ok();
     let config = sysdb::config().map_err(|e| e.to_string())?;
-    let result = match Connection::open_with_flags(scratch.join(db_name), config) {
-        Ok(_) => "opens".to_owned(),
-        Err(e) => describe(classify_error(&e)),
-    };
-    Ok(result)
+    Ok(match Connection::open_with_flags(&db, config) {
+        Ok(_) => ("opens".to_owned(), false),
+        Err(e) => (
+            describe(classify_error(&e)),
+            fs_err::read(&db).ok() != before,
+        ),
+    })
 }
 
 fn utf8(path: &std::path::Path) -> Result<Utf8PathBuf, String> {
@@ -593,11 +738,17 @@ fn make(scenario: &Scenario, out: &Utf8Path, duckdb: &str) -> Result<Manifest, S
         })
         .collect::<Result<_, _>>()?;
     made.sort();
-    let observed = plain_open(&made, files.name())?;
+    let (observed, wrote) = plain_open(&made, files.name())?;
     if observed != scenario.plain_open {
         return Err(format!(
             "the pinned DuckDB ({duckdb}) no longer reproduces this scenario: a plain open was expected to give `{}`, it gave `{observed}`",
             scenario.plain_open
+        ));
+    }
+    if wrote != (scenario.expect)().duckdb_writes_db {
+        return Err(format!(
+            "the pinned DuckDB ({duckdb}) {} the database file in its failed plain open, which the scenario does not say",
+            if wrote { "changed" } else { "did not change" }
         ));
     }
 

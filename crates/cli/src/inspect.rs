@@ -375,15 +375,31 @@ pub fn check(global: &Global, args: &CheckArgs) -> Result<u8, Error> {
                             count(kept),
                             count(total),
                         ));
-                        would_lose = format!(
-                            "{} of the write-ahead log, which DuckDB cannot replay{first_failed}; the whole log stays in quarantine",
-                            lost.map_or("the last commits".to_owned(), |n| plural(n, "commit"))
-                        );
+                        let reapplied = log.and_then(|l| l.reapplied.as_ref());
+                        let for_ladder = reapplied.and_then(|r| r.commits).unwrap_or(0);
+                        let mut lose = Vec::new();
+                        if reapplied.is_none() || !first_failed.is_empty() {
+                            lose.push(format!(
+                                "{} of the write-ahead log, which DuckDB cannot replay{first_failed}",
+                                lost.map_or("the last commits".to_owned(), |n| plural(n.saturating_sub(for_ladder), "commit"))
+                            ));
+                        }
+                        if let Some(r) = reapplied {
+                            lose.push(reapplied_words(r, &real));
+                        }
+                        would_lose =
+                            format!("{}; the whole log stays in quarantine", lose.join("; and "));
                     }
                     RestoreSource::DatabaseAtLastCheckpoint => {
                         would.push("restore the database file at its last checkpoint".to_owned());
+                        let why = match log.and_then(|l| l.reapplied.as_ref()) {
+                            Some(r) if first_failed.is_empty() => {
+                                format!(": {}", reapplied_words(r, &real))
+                            }
+                            _ => format!(", which DuckDB cannot replay{first_failed}"),
+                        };
                         would_lose = format!(
-                            "the commits in the write-ahead log set aside ({}{}), which DuckDB cannot replay{first_failed}; they stay in quarantine",
+                            "the commits in the write-ahead log set aside ({}{}){why}; they stay in quarantine",
                             bytes(report.wal_bytes_set_aside),
                             log.and_then(|l| l.commits).map_or(String::new(), |n| format!(", {}", plural(n, "commit")))
                         );
@@ -541,4 +557,13 @@ fn copy_state(paths: &Paths, scratch: &Utf8Path) -> Result<Paths, Error> {
         }
     }
     Ok(copy)
+}
+
+/// The commits a recovery leaves for the ladder to apply again, in words.
+fn reapplied_words(r: &sysdb::Reapplied, real: &dyn Fn(&str) -> String) -> String {
+    format!(
+        "{} that replay but end the log with a migration committed without its version row, which the ladder applies again ({})",
+        r.commits.map_or("the last commits".to_owned(), |n| plural(n, "commit")),
+        real(&r.error).replace('\n', " ")
+    )
 }

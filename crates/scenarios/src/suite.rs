@@ -61,6 +61,12 @@ pub struct Expect {
     /// the middle of a checkpoint): the WAL set aside is not byte for byte
     /// the one the crash left.
     pub duckdb_rewrites_wal: bool,
+    /// DuckDB's own first open writes to the database file before its
+    /// replay fails (a block the replay of an index filled, in a block the
+    /// last checkpoint left free): the database set aside is not byte for
+    /// byte the one the crash left. The generator observes it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub duckdb_writes_db: bool,
     /// The rows of other tables that must be there after the open.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub rows: BTreeMap<String, i64>,

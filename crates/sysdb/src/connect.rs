@@ -54,8 +54,15 @@ pub fn config() -> duckdb::Result<Config> {
 impl Connector for DuckDbConnector {}
 
 /// The real connector with DuckDB settings of the service's own
-/// (`memory_limit`, `temp_directory`, `threads`, …) on top of [`config`]'s,
-/// for every connection sysdb makes.
+/// (`memory_limit`, `temp_directory`, `threads`, `TimeZone`, …) on top of
+/// [`config`]'s, for every connection sysdb makes.
+///
+/// The settings of ICU (`TimeZone`, `Calendar`) exist only once ICU is
+/// loaded, after DuckDB has opened the file (and replayed its log), and
+/// with extension auto-load off DuckDB refuses them at open: they are set
+/// with `SET GLOBAL` right after each open instead. A replay through ATTACH
+/// from an in-memory DuckDB then evaluates a `TIMESTAMPTZ` cast in the
+/// service's zone.
 ///
 /// ```
 /// use sysdb::{Connector, DuckDbSettings};
@@ -91,11 +98,47 @@ impl DuckDbSettings {
     }
 }
 
+/// The settings of an extension sysdb links that DuckDB knows only once the
+/// extension is loaded, after the open.
+const AFTER_OPEN: [&str; 2] = ["TimeZone", "Calendar"];
+
+impl DuckDbSettings {
+    fn after_open(&self, name: &str) -> bool {
+        AFTER_OPEN.iter().any(|s| s.eq_ignore_ascii_case(name))
+    }
+
+    /// Set the settings DuckDB takes only after the open.
+    fn set_after_open(&self, conn: Connection) -> duckdb::Result<Connection> {
+        for (name, value) in self.settings.iter().filter(|(n, _)| self.after_open(n)) {
+            conn.execute_batch(&format!(
+                "SET GLOBAL {} = {}",
+                sql_ident(name),
+                sql_string(value)
+            ))?;
+        }
+        Ok(conn)
+    }
+}
+
 impl Connector for DuckDbSettings {
     fn config(&self) -> duckdb::Result<Config> {
         self.settings
             .iter()
+            .filter(|(name, _)| !self.after_open(name))
             .try_fold(config()?, |config, (name, value)| config.with(name, value))
+    }
+
+    fn connect(&self, path: &Utf8Path) -> duckdb::Result<Connection> {
+        self.set_after_open(Connection::open_with_flags(path, self.config()?)?)
+    }
+
+    fn connect_read_only(&self, path: &Utf8Path) -> duckdb::Result<Connection> {
+        let config = self.config()?.access_mode(duckdb::AccessMode::ReadOnly)?;
+        self.set_after_open(Connection::open_with_flags(path, config)?)
+    }
+
+    fn connect_in_memory(&self) -> duckdb::Result<Connection> {
+        self.set_after_open(Connection::open_in_memory_with_flags(self.config()?)?)
     }
 }
 
@@ -183,4 +226,9 @@ pub fn storage_version_of(conn: &Connection) -> duckdb::Result<Option<String>> {
 /// `text` as an SQL string literal.
 pub(crate) fn sql_string(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
+}
+
+/// `name` as a quoted SQL identifier.
+pub(crate) fn sql_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }

@@ -76,7 +76,7 @@ pub use progress::{Progress, ProgressHook, Task, Unit};
 pub use recover::{recover_by_hand, ByHand, HandSource};
 pub use report::{
     FailedCommit, LogKept, MetError, Migration, MovedFile, OpenReport, Phase, ProbeOutcome,
-    RestoreSource, Restored, StepRun,
+    Reapplied, RestoreSource, Restored, StepRun,
 };
 pub use window::snapshot_now;
 
@@ -513,6 +513,17 @@ pub enum Error {
         /// The ladder's error.
         cause: Box<sysdb_schema::Error>,
     },
+    /// The write-ahead log could not be replayed, and the migration ladder
+    /// fails on every state a recovery could restore (the whole log, each
+    /// shorter prefix of it, the database at its last checkpoint): the step
+    /// is broken, not the database. Nothing was moved.
+    #[error("while recovering {path}: the migration ladder fails on every state a recovery could restore, so the step is broken rather than the database; nothing was moved: {cause}")]
+    LadderFails {
+        /// The database.
+        path: Utf8PathBuf,
+        /// The ladder's error on the state that loses least.
+        cause: Box<sysdb_schema::Error>,
+    },
     /// The probe child could not be started or did not finish in time.
     #[error("while probing the first open of {path} in a child process: {problem}")]
     Probe {
@@ -685,6 +696,15 @@ mod tests {
                 cause: Box::new(sysdb_schema::Error::DatabaseNewer {
                     database: 28,
                     ladder: 27,
+                }),
+            },
+            Error::LadderFails {
+                path: db.clone(),
+                cause: Box::new(sysdb_schema::Error::Step {
+                    version: 3,
+                    name: "owner".to_owned(),
+                    statement: "ALTER TABLE jobs ADD COLUMN owner INTEGER".to_owned(),
+                    cause: duck("Catalog Error: Column with name \"owner\" already exists!"),
                 }),
             },
             Error::Probe {

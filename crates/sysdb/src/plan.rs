@@ -157,6 +157,82 @@ pub(crate) fn start(found: &Found) -> Start {
     }
 }
 
+/// How a recovery that was killed before it restored the database is
+/// finished, from what its marker and the folder say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Finish {
+    /// A recovery by hand from this snapshot: restore it.
+    Snapshot(Utf8PathBuf),
+    /// A recovery that replayed this copy: set aside what is in the
+    /// database's place first, if anything is, then put the copy there.
+    Replayed {
+        /// The copy.
+        built: Utf8PathBuf,
+        /// The database file is there and must be set aside first.
+        set_aside_first: bool,
+    },
+    /// Restore the database file of the newest quarantine set (at its last
+    /// checkpoint), or, where it does not read, the snapshot.
+    NewestSetAside,
+}
+
+/// Decide how a killed recovery is finished (see [`Start::FinishRecovery`]).
+pub(crate) fn finish(found: &Found, dir: &Utf8Path) -> Finish {
+    let by_hand = found.recovering.as_ref().and_then(|m| m.snapshot.as_ref());
+    match (by_hand, &found.replayed) {
+        (Some(snapshot), _) => Finish::Snapshot(dir.join(snapshot)),
+        (None, Some(built)) => Finish::Replayed {
+            built: built.clone(),
+            set_aside_first: found.db,
+        },
+        (None, None) => Finish::NewestSetAside,
+    }
+}
+
+/// Whether the pre-migrate snapshot may be restored automatically: always,
+/// unless [`OpenOptions::strict_snapshot`](crate::OpenOptions) asks for a
+/// migration in flight whose intent marker names this very snapshot
+/// (`names_snapshot`: its size and digest match). `Err` says why not.
+pub(crate) fn snapshot_allowed(
+    strict: bool,
+    marker: &MarkerSeen,
+    names_snapshot: bool,
+) -> std::result::Result<(), &'static str> {
+    if !strict {
+        return Ok(());
+    }
+    match marker {
+        MarkerSeen::Read(_) if names_snapshot => Ok(()),
+        MarkerSeen::Read(_) => Err("the intent marker names another snapshot than the one on disk"),
+        MarkerSeen::Unreadable => Err("the intent marker cannot be read"),
+        MarkerSeen::Absent => Err("no migration was in flight"),
+    }
+}
+
+/// How the migration window begins when steps are pending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Window {
+    /// Take a new snapshot, then open the window.
+    Open,
+    /// A window killed (or failed) after its marker was written: keep its
+    /// snapshot, the state before the migration still in flight, and
+    /// apply. The database may since hold damage that only the migration
+    /// reads, so it is not snapshotted over that copy. A marker that
+    /// cannot confirm the snapshot still says a window was open: both
+    /// files stay as they are, since which is damaged cannot be told.
+    Resume,
+}
+
+/// Decide how the window begins: `snapshot`, the pre-migrate snapshot is
+/// on disk.
+pub(crate) fn window(found: &Found, snapshot: bool) -> Window {
+    if found.window_open() && snapshot {
+        Window::Resume
+    } else {
+        Window::Open
+    }
+}
+
 /// What a failed first connect leads to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum OnFailure {
@@ -245,6 +321,49 @@ pub(crate) fn replay_failed(class: ErrorClass) -> ReplayFailed {
     }
 }
 
+/// What running the migration ladder on a copy of a state a recovery may
+/// restore showed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LadderOn {
+    /// The service can start on it: every pending step applied (or none
+    /// was pending), or the ladder refused for a reason no shorter prefix
+    /// of the log changes (a newer database, drift, a gap in
+    /// `schema_version`), which the open then reports as it would anyway.
+    Starts,
+    /// A step failed: the state holds what the step does without its
+    /// version row (a migration committed outside the transaction of its
+    /// version row, killed between the two). A shorter prefix of the log
+    /// may not.
+    StepFails,
+    /// The environment failed (memory, disk, permissions): stop the
+    /// recovery before any file is moved, and refuse with this class.
+    Environment(ErrorClass),
+}
+
+/// Decide what the ladder's `result` on a copy means.
+pub(crate) fn ladder_on(result: &std::result::Result<(), sysdb_schema::Error>) -> LadderOn {
+    use sysdb_schema::Error as E;
+    let cause = match result {
+        Ok(()) => return LadderOn::Starts,
+        Err(E::Step { cause, .. } | E::Checkpoint { cause, .. }) => cause,
+        Err(E::Bookkeeping { cause, .. }) => {
+            let class = sysdb_errclass::classify_error(cause);
+            return if class.is_environment() {
+                LadderOn::Environment(class)
+            } else {
+                LadderOn::Starts
+            };
+        }
+        Err(_) => return LadderOn::Starts,
+    };
+    let class = sysdb_errclass::classify_error(cause);
+    if class.is_environment() {
+        LadderOn::Environment(class)
+    } else {
+        LadderOn::StepFails
+    }
+}
+
 /// The search for the longest prefix of a log that replays, over its
 /// commit boundaries: `good` commits are known to replay, `bad` are known
 /// not to, and the answer lies between.
@@ -276,6 +395,18 @@ impl Search {
                 bad: commits + 1,
                 hint: Some(commits),
             }
+        }
+    }
+
+    /// A search below `bad` commits, which are known not to do (they
+    /// replay, but the ladder fails on them): the prefix one commit
+    /// shorter is tried first, as a torn migration is most often the last
+    /// thing a log holds.
+    pub fn below(bad: usize) -> Self {
+        Self {
+            good: 0,
+            bad,
+            hint: bad.checked_sub(1),
         }
     }
 
@@ -456,6 +587,210 @@ mod tests {
         ];
         for (name, found, want) in cases {
             assert_eq!(start(&found), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn how_a_killed_recovery_is_finished() {
+        let by_hand = || {
+            recovering().map(|r| Recovering {
+                snapshot: Some("s.pre-migrate".into()),
+                ..r
+            })
+        };
+        let cases = [
+            (
+                "by hand from a snapshot, even with a replayed copy",
+                Found {
+                    recovering: by_hand(),
+                    replayed: Some("/d/s.replay/build/s".into()),
+                    ..found()
+                },
+                Finish::Snapshot("/d/s.pre-migrate".into()),
+            ),
+            (
+                "a replayed copy, the database still in place",
+                Found {
+                    recovering: recovering(),
+                    replayed: Some("/d/s.replay/build/s".into()),
+                    ..found()
+                },
+                Finish::Replayed {
+                    built: "/d/s.replay/build/s".into(),
+                    set_aside_first: true,
+                },
+            ),
+            (
+                "a replayed copy, the database already set aside",
+                Found {
+                    db: false,
+                    recovering: recovering(),
+                    replayed: Some("/d/s.replay/build/s".into()),
+                    ..found()
+                },
+                Finish::Replayed {
+                    built: "/d/s.replay/build/s".into(),
+                    set_aside_first: false,
+                },
+            ),
+            (
+                "no copy: the database file set aside",
+                Found {
+                    db: false,
+                    recovering: recovering(),
+                    ..found()
+                },
+                Finish::NewestSetAside,
+            ),
+        ];
+        for (name, found, want) in cases {
+            assert_eq!(finish(&found, Utf8Path::new("/d")), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn when_the_snapshot_may_be_restored() {
+        let marker = MarkerSeen::Read(Marker {
+            from: 26,
+            to: 27,
+            snapshot: "s.pre-migrate".into(),
+            snapshot_bytes: 1,
+            snapshot_xxh3_128: None,
+            snapshot_sha256: String::new(),
+            started_at: "2026-12-01T12:00:00Z".to_owned(),
+            pid: 7,
+        });
+        let cases = [
+            (false, MarkerSeen::Absent, false, Ok(())),
+            (false, MarkerSeen::Unreadable, false, Ok(())),
+            (true, marker.clone(), true, Ok(())),
+            (
+                true,
+                marker,
+                false,
+                Err("the intent marker names another snapshot than the one on disk"),
+            ),
+            (
+                true,
+                MarkerSeen::Unreadable,
+                false,
+                Err("the intent marker cannot be read"),
+            ),
+            (
+                true,
+                MarkerSeen::Absent,
+                false,
+                Err("no migration was in flight"),
+            ),
+        ];
+        for (strict, marker, names, want) in cases {
+            assert_eq!(
+                snapshot_allowed(strict, &marker, names),
+                want,
+                "{strict} {marker:?} {names}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_window_left_open_is_resumed_with_its_snapshot() {
+        let open = Found {
+            marker: MarkerSeen::Unreadable,
+            ..found()
+        };
+        let cases = [
+            ("no marker", found(), true, Window::Open),
+            (
+                "a marker and its snapshot",
+                open.clone(),
+                true,
+                Window::Resume,
+            ),
+            ("a marker without a snapshot", open, false, Window::Open),
+        ];
+        for (name, found, snapshot, want) in cases {
+            assert_eq!(window(&found, snapshot), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn what_the_ladder_on_a_copy_means() {
+        let duck = |m: &str| {
+            duckdb::Error::DuckDBFailure(
+                duckdb::ffi::Error {
+                    code: duckdb::ffi::ErrorCode::Unknown,
+                    extended_code: 1,
+                },
+                Some(m.to_owned()),
+            )
+        };
+        let step = |m: &str| sysdb_schema::Error::Step {
+            version: 21,
+            name: "add_c21".to_owned(),
+            statement: "ALTER TABLE jobs ADD COLUMN c21 INTEGER".to_owned(),
+            cause: duck(m),
+        };
+        let cases = [
+            ("completes", Ok(()), LadderOn::Starts),
+            (
+                "a torn step",
+                Err(step("Catalog Error: Column with name \"c21\" already exists!")),
+                LadderOn::StepFails,
+            ),
+            (
+                "out of memory in a step",
+                Err(step("Out of Memory Error: failed to allocate data of size 2.0 MiB (37.0 MiB/38.3 MiB used)")),
+                LadderOn::Environment(ErrorClass::OutOfMemory),
+            ),
+            (
+                "a checkpoint that fails on a full disk",
+                Err(sysdb_schema::Error::Checkpoint {
+                    version: 21,
+                    name: "add_c21".to_owned(),
+                    cause: duck("IO Error: Could not write file \"/d/x\": No space left on device"),
+                }),
+                LadderOn::Environment(ErrorClass::DiskFull),
+            ),
+            (
+                "a newer database: no prefix changes that",
+                Err(sysdb_schema::Error::DatabaseNewer {
+                    database: 28,
+                    ladder: 27,
+                }),
+                LadderOn::Starts,
+            ),
+            (
+                "schema_version unreadable for lack of memory",
+                Err(sysdb_schema::Error::Bookkeeping {
+                    doing: "reading schema_version",
+                    cause: duck("Out of Memory Error: failed to allocate data of size 2.0 MiB (37.0 MiB/38.3 MiB used)"),
+                }),
+                LadderOn::Environment(ErrorClass::OutOfMemory),
+            ),
+        ];
+        for (name, result, want) in cases {
+            assert_eq!(ladder_on(&result), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_search_below_a_torn_step_tries_one_commit_less_first() {
+        let mut s = Search::below(401);
+        assert_eq!(s.next(), Some(400));
+        s.record(400, true);
+        assert_eq!(s.next(), None);
+        assert_eq!(s.found(), 400);
+        for bad in 1..40 {
+            for fits in 0..bad {
+                let mut s = Search::below(bad);
+                let mut tries = 0;
+                while let Some(k) = s.next() {
+                    tries += 1;
+                    s.record(k, k <= fits);
+                }
+                assert_eq!(s.found(), fits, "{bad} {fits}");
+                assert!(tries <= replay_budget(bad) + 1, "{bad} {fits}: {tries}");
+            }
         }
     }
 

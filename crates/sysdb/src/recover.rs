@@ -12,16 +12,16 @@ use camino::{Utf8Path, Utf8PathBuf};
 use duckdb::Connection;
 use serde::Serialize;
 use sysdb_errclass::{classify_error, ErrorClass, WalReplayCause};
-use sysdb_schema::Ladder;
+use sysdb_schema::{ApplyOptions, Ladder};
 use sysdb_snapshot::{install, quarantine, remove_durably, restore_with, ClosedDb};
 
 use crate::marker::Recovering;
 use crate::plan::file_unreadable;
-use crate::plan::{self, Found, OnFailure, ReplayFailed, Search, Source, Start};
+use crate::plan::{self, Found, LadderOn, OnFailure, ReplayFailed, Search, Source, Start};
 use crate::progress::{file_bytes, ProgressHook, Task};
 use crate::replay::{Attempt, Replayer, Scratch};
 use crate::report::{
-    FailedCommit, LogKept, MetError, MovedFile, ProbeOutcome, RestoreSource, Restored,
+    FailedCommit, LogKept, MetError, MovedFile, ProbeOutcome, Reapplied, RestoreSource, Restored,
 };
 use crate::wal::{Cuts, Tail, WalLayout};
 use crate::{probe, Connector, Error, Failure, OpenLock, OpenOptions, OpenReport, Paths, Result};
@@ -63,22 +63,21 @@ pub(crate) fn connect_or_recover(
             let marker = found.recovering.as_ref();
             tracing::warn!(started_at = ?marker.map(|m| &m.started_at), "an earlier recovery was killed before it restored the database; finishing it");
             let wal_error = Failure::Text(marker.map_or(String::new(), |m| m.error.clone()));
-            let by_hand = marker
-                .and_then(|m| m.snapshot.as_ref())
-                .map(|s| paths.dir().join(s));
-            let conn = match (&by_hand, &found.replayed) {
-                // A recovery by hand from a snapshot restores that one.
-                (Some(snapshot), _) => {
-                    recovery.restore_snapshot(snapshot, &wal_error.to_string(), report)?
+            let conn = match plan::finish(found, paths.dir()) {
+                plan::Finish::Snapshot(snapshot) => {
+                    recovery.restore_snapshot(&snapshot, &wal_error.to_string(), report)?
                 }
-                (None, Some(built)) => {
-                    if found.db {
+                plan::Finish::Replayed {
+                    built,
+                    set_aside_first,
+                } => {
+                    if set_aside_first {
                         recovery.set_aside(report)?;
                     }
                     let from = newest_quarantined_db(paths)?.unwrap_or_else(|| built.clone());
-                    recovery.restore_replayed(built, &from, None, report)?
+                    recovery.restore_replayed(&built, &from, None, report)?
                 }
-                (None, None) => {
+                plan::Finish::NewestSetAside => {
                     let newest = newest_quarantined_db(paths)?;
                     recovery.restore(newest.as_deref(), &wal_error, None, report)?
                 }
@@ -226,8 +225,70 @@ struct Chosen {
     /// The database replayed on a copy, to restore; `None` for the
     /// database file at its last checkpoint (or the snapshot).
     built: Option<Utf8PathBuf>,
+    /// How much of the log that holds, as the number of cuts of
+    /// [`Log::cuts`] (commits, or bytes where the framing does not read):
+    /// `None` where it holds the log whole and the log has no cuts.
+    prefix: Option<usize>,
     /// What of the log that keeps and loses.
     kept: Option<LogKept>,
+}
+
+/// What the ladder does on a state a recovery may restore.
+enum Fit {
+    /// The service can start on it (see [`LadderOn::Starts`]).
+    Starts,
+    /// This step fails on it.
+    StepFails(sysdb_schema::Error),
+}
+
+/// The write-ahead log, as the recovery read it.
+struct Log {
+    /// Its bytes, if it could be read.
+    bytes: Option<Vec<u8>>,
+    /// Its framing, if that reads.
+    layout: Option<WalLayout>,
+}
+
+impl Log {
+    fn read(paths: &Paths) -> Self {
+        let bytes = fs_err::read(paths.wal()).ok();
+        let layout = bytes.as_deref().and_then(WalLayout::parse);
+        Self { bytes, layout }
+    }
+
+    fn len(&self) -> u64 {
+        self.bytes.as_ref().map_or(0, |w| w.len() as u64)
+    }
+
+    /// Where its prefixes are cut: after each commit where the framing
+    /// reads, else after each byte (a log of a newer DuckDB's framing).
+    fn cuts(&self) -> Option<Cuts<'_>> {
+        match (&self.layout, &self.bytes) {
+            (Some(layout), _) => Some(Cuts::Commits(layout)),
+            (None, Some(bytes)) => Some(Cuts::Bytes(bytes.len() as u64)),
+            (None, None) => None,
+        }
+    }
+
+    /// What a restored database that holds `commits` (`bytes`) of it keeps.
+    fn kept(
+        &self,
+        commits: Option<u64>,
+        bytes: u64,
+        replays: u32,
+        failed: Option<FailedCommit>,
+    ) -> LogKept {
+        LogKept {
+            commits: self.layout.as_ref().map(|l| l.commits.len() as u64),
+            commits_kept: commits,
+            bytes: self.len(),
+            bytes_kept: bytes,
+            replays,
+            first_failed: failed,
+            reapplied: None,
+            types_held: Vec::new(),
+        }
+    }
 }
 
 /// The steps of one recovery, on the closed files.
@@ -284,9 +345,11 @@ impl Recovery<'_> {
         }
     }
 
-    /// Try the sources that replay the log, on copies, before any file is
-    /// moved: the whole log, then the longest prefix that replays. A
-    /// failure of the environment stops here, with nothing moved.
+    /// Choose, on copies and before any file is moved, what to restore:
+    /// of the states the log replays to ([`Self::replay_sources`]), the one
+    /// that loses least on which the ladder completes
+    /// ([`Self::fit_ladder`]). A failure of the environment stops here,
+    /// with nothing moved.
     fn choose(
         &self,
         sources: &[Source],
@@ -295,35 +358,55 @@ impl Recovery<'_> {
         wal_error: &Failure,
         report: &mut OpenReport,
     ) -> Result<Chosen> {
-        let paths = self.paths;
-        let replay_error = |doing: &'static str| {
-            let path = paths.db().to_owned();
-            move |source| Error::Replay {
-                path,
-                doing,
-                cause: source,
+        let log = Log::read(self.paths);
+        let chosen = self.replay_sources(sources, replayer, scratch, wal_error, &log, report)?;
+        let mut chosen = self.fit_ladder(chosen, replayer, scratch, &log, report)?;
+        if let (Some(kept), Some(_)) = (chosen.kept.as_mut(), &chosen.built) {
+            if let Replayer::InProcess(connector) = replayer {
+                let types = scratch
+                    .types(self.paths)
+                    .map_err(self.replay_error("reading the types of"))?;
+                kept.types_held = crate::replay::user_types(*connector, &types).unwrap_or_default();
             }
-        };
-        let wal = fs_err::read(paths.wal()).ok();
-        let layout = wal.as_deref().and_then(WalLayout::parse);
-        let log_bytes = wal.as_ref().map_or(0, |w| w.len() as u64);
+        }
+        Ok(chosen)
+    }
+
+    fn replay_error(&self, doing: &'static str) -> impl FnOnce(std::io::Error) -> Error {
+        let path = self.paths.db().to_owned();
+        move |source| Error::Replay {
+            path,
+            doing,
+            cause: source,
+        }
+    }
+
+    /// Try the sources that replay the log, on copies, before any file is
+    /// moved: the whole log, then the longest prefix that replays. A
+    /// failure of the environment stops here, with nothing moved.
+    fn replay_sources(
+        &self,
+        sources: &[Source],
+        replayer: &Replayer<'_>,
+        scratch: &Scratch,
+        wal_error: &Failure,
+        log: &Log,
+        report: &mut OpenReport,
+    ) -> Result<Chosen> {
+        let paths = self.paths;
+        let replay_error = |doing: &'static str| self.replay_error(doing);
+        let wal = log.bytes.as_ref();
+        let layout = log.layout.as_ref();
+        let log_bytes = log.len();
         let mut replays = 0u32;
         let mut failed: Option<FailedCommit> = None;
         let kept =
             |commits: Option<u64>, bytes: u64, replays: u32, failed: Option<FailedCommit>| {
-                let total = layout.as_ref().map(|l| l.commits.len() as u64);
-                LogKept {
-                    commits: total,
-                    commits_kept: commits,
-                    bytes: log_bytes,
-                    bytes_kept: bytes,
-                    replays,
-                    first_failed: failed,
-                }
+                log.kept(commits, bytes, replays, failed)
             };
         // DuckDB refuses a log with a damaged entry before replaying any of
         // it, through ATTACH too: its prefixes are what may replay.
-        let damaged = layout.as_ref().and_then(|l| match &l.tail {
+        let damaged = layout.and_then(|l| match &l.tail {
             Tail::Damaged { at, problem } => Some(FailedCommit {
                 commit: Some(l.commits.len() as u64 + 1),
                 at: *at,
@@ -366,9 +449,10 @@ impl Recovery<'_> {
                     match attempt {
                         Attempt::Replayed(built) => {
                             tracing::info!(copy = %built, "the whole write-ahead log replays through ATTACH");
-                            let commits = layout.as_ref().map(|l| l.commits.len() as u64);
+                            let commits = layout.map(|l| l.commits.len() as u64);
                             return Ok(Chosen {
                                 built: Some(built),
+                                prefix: log.cuts().map(|c| c.count()),
                                 kept: Some(kept(commits, log_bytes, replays, None)),
                             });
                         }
@@ -386,7 +470,7 @@ impl Recovery<'_> {
                             tracing::warn!(%error, "the whole write-ahead log does not replay through ATTACH either");
                             failed = Some(FailedCommit {
                                 commit: None,
-                                at: layout.as_ref().map_or(0, |l| l.header_end),
+                                at: layout.map_or(0, |l| l.header_end),
                                 error: scratch.as_original(&error.to_string(), paths),
                             });
                         }
@@ -397,14 +481,10 @@ impl Recovery<'_> {
                     tracing::info!(db = %paths.db(), "searching the longest prefix of the write-ahead log that replays, on copies");
                     // By commits where the framing reads; else by bytes (a
                     // log of a newer DuckDB's framing), ⌈log2(bytes)⌉ replays.
-                    let cuts = match (&layout, &wal) {
-                        (Some(layout), _) => Cuts::Commits(layout),
-                        (None, Some(bytes)) => {
-                            tracing::warn!("the write-ahead log's framing cannot be read; searching its prefixes by bytes");
-                            Cuts::Bytes(bytes.len() as u64)
-                        }
-                        (None, None) => continue,
-                    };
+                    let Some(cuts) = log.cuts() else { continue };
+                    if layout.is_none() {
+                        tracing::warn!("the write-ahead log's framing cannot be read; searching its prefixes by bytes");
+                    }
                     let phase = Instant::now();
                     let mut search = Search::new(cuts.count(), damaged.is_none());
                     // The search's replays, and the build of the prefix found.
@@ -455,6 +535,7 @@ impl Recovery<'_> {
                         tracing::warn!("no commit of the write-ahead log replays");
                         return Ok(Chosen {
                             built: None,
+                            prefix: Some(0),
                             kept: Some(kept(cuts.commits(0), 0, replays, failed)),
                         });
                     }
@@ -474,6 +555,7 @@ impl Recovery<'_> {
                             );
                             return Ok(Chosen {
                                 built: Some(built),
+                                prefix: Some(k),
                                 kept: Some(kept(cuts.commits(k), cuts.cut(k), replays, failed)),
                             });
                         }
@@ -497,8 +579,182 @@ impl Recovery<'_> {
         });
         Ok(Chosen {
             built: None,
-            kept: wal.as_ref().map(|_| kept(Some(0), 0, replays, failed)),
+            prefix: wal.map(|_| 0),
+            kept: wal.map(|_| kept(Some(0), 0, replays, failed)),
         })
+    }
+
+    /// Keep `chosen` if the ladder completes on it; else, where the ladder
+    /// fails on it (the log ends with a migration committed without its
+    /// version row), the longest shorter prefix of the log on which the
+    /// ladder completes, down to the database at its last checkpoint. A
+    /// step that fails on all of them is a broken ladder: refused, with
+    /// nothing moved. Every state tried is a prefix of the log, so what
+    /// is kept is always a prefix of the committed history.
+    fn fit_ladder(
+        &self,
+        chosen: Chosen,
+        replayer: &Replayer<'_>,
+        scratch: &Scratch,
+        log: &Log,
+        report: &mut OpenReport,
+    ) -> Result<Chosen> {
+        let paths = self.paths;
+        let source = match &chosen.built {
+            Some(built) => built.clone(),
+            None => scratch
+                .types(paths)
+                .map_err(self.replay_error("linking the database file of"))?,
+        };
+        let step = match self.ladder_on(&source, scratch)? {
+            Fit::Starts => return Ok(chosen),
+            Fit::StepFails(step) => step,
+        };
+        tracing::warn!(error = %step, "the migration ladder fails on the state the log replays to; trying shorter prefixes of the log");
+        let (Some(cuts), Some(top)) = (log.cuts(), chosen.prefix.filter(|k| *k > 0)) else {
+            return Err(Error::LadderFails {
+                path: paths.db().to_owned(),
+                cause: Box::new(step),
+            });
+        };
+        let phase = Instant::now();
+        let mut replays = chosen.kept.as_ref().map_or(0, |k| k.replays);
+        let mut search = Search::below(top);
+        let at_most = u64::from(plan::replay_budget(top)) + 1;
+        let running = self.options.progress.begin(Task::Salvage, Some(at_most));
+        let mut tries = 0;
+        // The prefix the scratch folder's `build/` holds, if it fits.
+        let mut in_build = None;
+        while let Some(k) = search.next() {
+            replays += 1;
+            tries += 1;
+            running.advance(tries);
+            let attempt = replayer
+                .build(paths, scratch, Some(cuts.cut(k)))
+                .map_err(self.replay_error("replaying a cut copy of"))?;
+            in_build = None;
+            let fits = match attempt {
+                Attempt::Replayed(built) => match self.ladder_on(&built, scratch)? {
+                    Fit::Starts => {
+                        in_build = Some((k, built));
+                        true
+                    }
+                    Fit::StepFails(e) => {
+                        tracing::debug!(k, error = %e, "the ladder fails on this prefix");
+                        false
+                    }
+                },
+                Attempt::Failed { class, error } => {
+                    if plan::replay_failed(class) == ReplayFailed::Environment {
+                        return Err(self.refused(class, &error, scratch));
+                    }
+                    tracing::debug!(k, %error, "this prefix does not replay");
+                    false
+                }
+            };
+            search.record(k, fits);
+        }
+        let k = search.found();
+        let reapplied = Reapplied {
+            commits: cuts.commits(top).zip(cuts.commits(k)).map(|(a, b)| a - b),
+            at: cuts.cut(k),
+            error: step.to_string(),
+        };
+        let built = match in_build {
+            Some((found, built)) if found == k => Some(built),
+            _ if k == 0 => None,
+            _ => {
+                replays += 1;
+                match replayer
+                    .build(paths, scratch, Some(cuts.cut(k)))
+                    .map_err(self.replay_error("replaying a cut copy of"))?
+                {
+                    Attempt::Replayed(built) => Some(built),
+                    Attempt::Failed { class, error } => {
+                        return Err(self.refused(class, &error, scratch))
+                    }
+                }
+            }
+        };
+        drop(running);
+        report.phase("fit-ladder", phase);
+        if built.is_none() {
+            let at_checkpoint = scratch
+                .types(paths)
+                .map_err(self.replay_error("linking the database file of"))?;
+            if let Fit::StepFails(_) = self.ladder_on(&at_checkpoint, scratch)? {
+                return Err(Error::LadderFails {
+                    path: paths.db().to_owned(),
+                    cause: Box::new(step),
+                });
+            }
+        }
+        tracing::warn!(kept = k, of = top, "keeping the longest prefix of the log on which the migration ladder completes; the ladder applies the torn step again");
+        let first_failed = chosen.kept.and_then(|k| k.first_failed);
+        let mut kept = log.kept(cuts.commits(k), cuts.cut(k), replays, first_failed);
+        kept.reapplied = Some(reapplied);
+        Ok(Chosen {
+            built,
+            prefix: Some(k),
+            kept: Some(kept),
+        })
+    }
+
+    /// Whether the ladder completes on `db` (a database with no log, in
+    /// the scratch folder or a link of the database file): read-only
+    /// first, where nothing pending needs no copy; else the ladder runs on
+    /// a copy in `ladder/`, removed after. The environment's failure is
+    /// the recovery's refusal.
+    fn ladder_on(&self, db: &Utf8Path, scratch: &Scratch) -> Result<Fit> {
+        let options = ApplyOptions {
+            target: None,
+            accept_drift: self.options.accept_drift,
+        };
+        let refuse = |e: duckdb::Error| {
+            let class = classify_error(&e);
+            if class.is_environment() {
+                Err(self.refused(class, &Failure::DuckDb(e), scratch))
+            } else {
+                // A file that does not open is no matter of the ladder: the
+                // restore finds it so and goes on as it would anyway.
+                Ok(Fit::Starts)
+            }
+        };
+        match self.connector.connect_read_only(db) {
+            Ok(conn) => {
+                if self
+                    .ladder
+                    .plan(&conn, &options)
+                    .is_ok_and(|p| p.is_empty())
+                {
+                    return Ok(Fit::Starts);
+                }
+            }
+            Err(e) => return refuse(e),
+        }
+        let copy = scratch
+            .fresh("ladder")
+            .map_err(self.replay_error("preparing the scratch folder for"))?;
+        fs_err::copy(db, &copy)
+            .map_err(self.replay_error("copying, to run the ladder on, a replayed copy of"))?;
+        let conn = match self.connector.connect(&copy) {
+            Ok(conn) => conn,
+            Err(e) => return refuse(e),
+        };
+        let result = self.ladder.apply(&conn, &options).map(drop);
+        drop(conn);
+        if let Some(dir) = copy.parent() {
+            if let Err(e) = fs_err::remove_dir_all(dir) {
+                tracing::warn!(error = %e, "the copy the ladder ran on could not be removed");
+            }
+        }
+        match (plan::ladder_on(&result), result) {
+            (LadderOn::StepFails, Err(step)) => Ok(Fit::StepFails(step)),
+            (LadderOn::Environment(class), Err(e)) => {
+                Err(self.refused(class, &Failure::Text(e.to_string()), scratch))
+            }
+            _ => Ok(Fit::Starts),
+        }
     }
 
     /// The refusal for a failure of the environment met while replaying a
@@ -713,17 +969,15 @@ fn strict_check(
     found: &Found,
     connector: &dyn Connector,
 ) -> Result<()> {
-    if !options.strict_snapshot {
-        return Ok(());
-    }
     let snapshot = paths.snapshot();
-    let why = match &found.marker {
-        plan::MarkerSeen::Read(marker) if marker.names_snapshot(&snapshot)? => return Ok(()),
-        plan::MarkerSeen::Read(_) => {
-            "the intent marker names another snapshot than the one on disk"
-        }
-        plan::MarkerSeen::Unreadable => "the intent marker cannot be read",
-        plan::MarkerSeen::Absent => "no migration was in flight",
+    // The digest is read only where the verdict depends on it.
+    let names_snapshot = match found.marker() {
+        Some(marker) if options.strict_snapshot => marker.names_snapshot(&snapshot)?,
+        _ => false,
+    };
+    let Err(why) = plan::snapshot_allowed(options.strict_snapshot, &found.marker, names_snapshot)
+    else {
+        return Ok(());
     };
     let refused = Error::SnapshotRefused {
         path: paths.db().to_owned(),

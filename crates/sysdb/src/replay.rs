@@ -5,31 +5,46 @@
 //! A plain open replays the log before DuckDB loads its built-in
 //! extensions, and replaying an ALTER re-binds the table's CHECK
 //! constraints, generated columns and `USING` casts: one that calls a
-//! function of `core_functions` (`trim`, `now`, `levenshtein`) fails there
-//! and replays through ATTACH. Every replay here runs on files in a
-//! scratch folder, never on the database's own.
+//! function of `core_functions` (`trim`, `now`, `levenshtein`), of the json
+//! extension or of ICU fails there and replays through ATTACH. The replay
+//! binds those expressions in the in-memory DuckDB's catalog, not in the
+//! attached database's: a cast to one of the database's own types (`v::s.st`)
+//! replays only where the in-memory DuckDB holds a type of that schema and
+//! name, so the database's user types are created there first
+//! ([`mirror_types`]), read from the database file *without* its log. Every
+//! replay here runs on files in a scratch folder, never on the database's
+//! own.
 
 use std::io::{self, Read};
 
 use camino::{Utf8Path, Utf8PathBuf};
 use sysdb_errclass::{classify_error, ErrorClass, WalReplayCause};
 
-use crate::connect::sql_string;
+use crate::connect::{sql_ident, sql_string};
 use crate::{Connector, Failure, Paths, Probe, ProbeOutcome};
 
 /// The alias the replayed database is attached under.
 const ALIAS: &str = "sysdb_replayed";
 
-/// Replay the log beside `db` from an in-memory DuckDB. Read-only, DuckDB
-/// replays it in memory and writes nothing; read-write, the replay is
-/// checkpointed into `db` and the log removed, so that `db` then holds
+/// The alias the database file without its log is attached under, to read
+/// its user types.
+const TYPES_ALIAS: &str = "sysdb_types";
+
+/// Replay the log beside `db` from an in-memory DuckDB that first holds the
+/// user types of `types` (the database file without its log). Read-only,
+/// DuckDB replays it in memory and writes nothing; read-write, the replay
+/// is checkpointed into `db` and the log removed, so that `db` then holds
 /// every replayed commit by itself.
 pub(crate) fn replay_attached(
     connector: &dyn Connector,
     db: &Utf8Path,
+    types: Option<&Utf8Path>,
     read_only: bool,
 ) -> duckdb::Result<()> {
     let conn = connector.connect_in_memory()?;
+    if let Some(types) = types {
+        mirror_types(&conn, types)?;
+    }
     let mode = if read_only { " (READ_ONLY)" } else { "" };
     conn.execute_batch(&format!(
         "ATTACH {} AS {ALIAS}{mode}",
@@ -43,6 +58,72 @@ pub(crate) fn replay_attached(
     }
     conn.execute_batch(&format!("DETACH {ALIAS}"))?;
     conn.close().map_err(|(_, e)| e)
+}
+
+/// The user types of the database attached as [`TYPES_ALIAS`], as
+/// `(schema, name)`.
+fn attached_types(conn: &duckdb::Connection) -> duckdb::Result<Vec<(String, String)>> {
+    let mut stmt = conn.prepare(
+        "SELECT DISTINCT schema_name, type_name FROM duckdb_types() \
+         WHERE database_name = ? AND NOT internal ORDER BY ALL",
+    )?;
+    let rows = stmt.query_map([TYPES_ALIAS], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    rows.collect()
+}
+
+/// The user types of the database file `types` (which has no log beside
+/// it), as `schema.name`.
+pub(crate) fn user_types(
+    connector: &dyn Connector,
+    types: &Utf8Path,
+) -> duckdb::Result<Vec<String>> {
+    let conn = connector.connect_in_memory()?;
+    conn.execute_batch(&format!(
+        "ATTACH {} AS {TYPES_ALIAS} (READ_ONLY)",
+        sql_string(types.as_str())
+    ))?;
+    Ok(attached_types(&conn)?
+        .into_iter()
+        .map(|(schema, name)| format!("{schema}.{name}"))
+        .collect())
+}
+
+/// Create in the in-memory DuckDB `conn`, under the same schema and name,
+/// every user type of the database file `types`: each as an alias of the
+/// attached file's own type, which DuckDB resolves whole (an enum's labels,
+/// a struct of an enum), so that a replay that binds `s.st` finds it. The
+/// file must have no log beside it: a read-only ATTACH would replay it.
+/// Returns the types created, as `schema.name`. A type DuckDB refuses to
+/// create is left out (the replay fails on it only if the log needs it);
+/// a failure to read the file is returned.
+pub(crate) fn mirror_types(
+    conn: &duckdb::Connection,
+    types: &Utf8Path,
+) -> duckdb::Result<Vec<String>> {
+    conn.execute_batch(&format!(
+        "ATTACH {} AS {TYPES_ALIAS} (READ_ONLY)",
+        sql_string(types.as_str())
+    ))?;
+    let names = attached_types(conn);
+    let mut created = Vec::new();
+    for (schema, name) in names.as_deref().unwrap_or_default() {
+        let (s, n) = (sql_ident(schema), sql_ident(name));
+        let made = conn.execute_batch(&format!(
+            "CREATE SCHEMA IF NOT EXISTS memory.{s}; CREATE TYPE memory.{s}.{n} AS {TYPES_ALIAS}.{s}.{n};"
+        ));
+        match made {
+            Ok(()) => created.push(format!("{schema}.{name}")),
+            Err(e) => {
+                tracing::warn!(error = %e, "the type {schema}.{name} could not be created for the replay")
+            }
+        }
+    }
+    conn.execute_batch(&format!("DETACH {TYPES_ALIAS}"))?;
+    names?;
+    if !created.is_empty() {
+        tracing::debug!(types = ?created, "the replaying DuckDB holds the database's user types");
+    }
+    Ok(created)
 }
 
 /// The scratch folder beside the database, `<db>.replay/`: copies to
@@ -86,6 +167,21 @@ impl Scratch {
         Ok(dir.join(&self.name))
     }
 
+    /// The database file without its log, as a hard link where the file
+    /// system allows (else a copy) in `types/`: the replays read the
+    /// database's user types from it. Made once a recovery.
+    pub fn types(&self, paths: &Paths) -> io::Result<Utf8PathBuf> {
+        let db = self.dir.join("types").join(&self.name);
+        if fs_err::symlink_metadata(&db).is_ok() {
+            return Ok(db);
+        }
+        let db = self.fresh("types")?;
+        if fs_err::hard_link(paths.db(), &db).is_err() {
+            fs_err::copy(paths.db(), &db)?;
+        }
+        Ok(db)
+    }
+
     /// `text` (DuckDB's error on a copy) naming the database's own files
     /// instead of the copies.
     /// The query DuckDB quotes after the message (the ATTACH, naming the
@@ -94,12 +190,14 @@ impl Scratch {
         let text = text
             .split_once("\n\nLINE ")
             .map_or(text, |(message, _)| message);
-        ["try", "build"].iter().fold(text.to_owned(), |text, sub| {
-            text.replace(
-                self.dir.join(sub).join(&self.name).as_str(),
-                paths.db().as_str(),
-            )
-        })
+        ["try", "build", "types", "ladder"]
+            .iter()
+            .fold(text.to_owned(), |text, sub| {
+                text.replace(
+                    self.dir.join(sub).join(&self.name).as_str(),
+                    paths.db().as_str(),
+                )
+            })
     }
 
     /// Remove the folder, if it is there, and sync the folder it was in.
@@ -160,7 +258,7 @@ impl Replayer<'_> {
             }
         }
         write_prefix(&paths.wal(), &sibling(&db, ".wal"), cut)?;
-        self.replay(&db, true)
+        self.replay(paths, scratch, &db, true)
     }
 
     /// Replay the whole log (every sidecar) in this process, read-only on
@@ -176,7 +274,7 @@ impl Replayer<'_> {
             return Ok(None);
         }
         copy_sidecars(paths, &db)?;
-        self.replay(&db, true).map(Some)
+        self.replay(paths, scratch, &db, true).map(Some)
     }
 
     /// Build, on a copy, the database the log (cut at `cut` bytes, or
@@ -189,7 +287,7 @@ impl Replayer<'_> {
             Some(cut) => write_prefix(&paths.wal(), &sibling(&db, ".wal"), cut)?,
             None => copy_sidecars(paths, &db)?,
         }
-        let attempt = self.replay(&db, false)?;
+        let attempt = self.replay(paths, scratch, &db, false)?;
         if let Attempt::Replayed(_) = attempt {
             let left: Vec<&str> = sysdb_snapshot::SIDECAR_SUFFIXES
                 .into_iter()
@@ -217,16 +315,25 @@ impl Replayer<'_> {
         Ok(attempt)
     }
 
-    fn replay(&self, db: &Utf8Path, read_only: bool) -> io::Result<Attempt> {
+    fn replay(
+        &self,
+        paths: &Paths,
+        scratch: &Scratch,
+        db: &Utf8Path,
+        read_only: bool,
+    ) -> io::Result<Attempt> {
         match self {
             Replayer::InProcess(connector) => {
-                Ok(match replay_attached(*connector, db, read_only) {
-                    Ok(()) => Attempt::Replayed(db.to_owned()),
-                    Err(error) => Attempt::Failed {
-                        class: classify_error(&error),
-                        error: Failure::DuckDb(error),
+                let types = scratch.types(paths)?;
+                Ok(
+                    match replay_attached(*connector, db, Some(&types), read_only) {
+                        Ok(()) => Attempt::Replayed(db.to_owned()),
+                        Err(error) => Attempt::Failed {
+                            class: classify_error(&error),
+                            error: Failure::DuckDb(error),
+                        },
                     },
-                })
+                )
             }
             Replayer::Child(probe) => {
                 let outcome = crate::probe::run(probe, db).map_err(io::Error::other)?;
@@ -338,14 +445,14 @@ mod tests {
         let plain = DuckDbConnector.connect(&db).map(drop);
         let class = plain.as_ref().err().map(classify_error);
         assert!(class.is_some_and(|c| c.is_wal_replay()), "{plain:?}");
-        replay_attached(&DuckDbConnector, &db, true).expect("read-only replay");
+        replay_attached(&DuckDbConnector, &db, None, true).expect("read-only replay");
         let after = (
             fs_err::read(&db).expect("db"),
             fs_err::read(&wal).expect("wal"),
         );
         assert!(before == after, "a read-only replay changed the files");
 
-        replay_attached(&DuckDbConnector, &db, false).expect("replay");
+        replay_attached(&DuckDbConnector, &db, None, false).expect("replay");
         assert!(fs_err::metadata(&wal).is_err(), "the log was checkpointed");
         let conn = DuckDbConnector.connect(&db).expect("reopen");
         let (n, cols): (i64, i64) = conn
@@ -356,5 +463,159 @@ mod tests {
             )
             .expect("count");
         assert_eq!((n, cols), (400, 3));
+    }
+
+    /// What a table holds and how it is defined: columns and their types,
+    /// comments, constraints, the table's SQL and its rows.
+    fn catalog_and_rows(conn: &Connection) -> Vec<String> {
+        let mut out = Vec::new();
+        for query in [
+            "SELECT table_name || '.' || column_name || ' ' || data_type || ' ' || coalesce(comment, '') FROM duckdb_columns() WHERE database_name = current_database() ORDER BY ALL",
+            "SELECT constraint_type || ' ' || coalesce(expression, '') FROM duckdb_constraints() WHERE database_name = current_database() ORDER BY ALL",
+            "SELECT sql FROM duckdb_tables() WHERE database_name = current_database() ORDER BY ALL",
+            "SELECT t::VARCHAR FROM t ORDER BY id",
+        ] {
+            let mut stmt = conn.prepare(query).expect(query);
+            let rows = stmt
+                .query_map([], |r| r.get::<_, String>(0))
+                .expect(query);
+            out.extend(rows.map(|r| r.expect("a row")));
+        }
+        out
+    }
+
+    /// The replay failures of DuckDB 2.0 whose log binds against something
+    /// its plain open does not have: the database's own types (a `USING`
+    /// cast, a struct of an enum, a generated column or a CHECK casting to
+    /// one), the json extension, ICU. Each log, from a real crash of this
+    /// DuckDB, fails the plain open and replays through ATTACH from a
+    /// DuckDB that holds the database's user types, to the rows and table
+    /// definitions of a twin where the same statements ran without a crash.
+    /// A `TIMESTAMPTZ` cast is evaluated in the replaying DuckDB's
+    /// `TimeZone`: the service's, given as a setting.
+    #[test]
+    fn the_replay_binds_what_the_log_needs() {
+        const ENUM: &str = "CREATE SCHEMA s; CREATE TYPE s.st AS ENUM ('a', 'b');";
+        let cases: [(&str, String, &str); 8] = [
+            (
+                "SET TYPE to an enum of another schema, with USING",
+                format!("{ENUM} CREATE TABLE t (id INT, v VARCHAR); INSERT INTO t VALUES (1, 'a');"),
+                "INSERT INTO t VALUES (2, 'b'); ALTER TABLE t ALTER v SET TYPE s.st USING v::s.st;",
+            ),
+            (
+                "SET TYPE to a struct of an enum",
+                format!("{ENUM} CREATE TYPE s.sr AS STRUCT(k s.st, n INT); CREATE TABLE t (id INT, v VARCHAR); INSERT INTO t VALUES (1, 'a');"),
+                "INSERT INTO t VALUES (2, 'b'); ALTER TABLE t ALTER v SET TYPE s.sr USING {'k': v::s.st, 'n': id};",
+            ),
+            (
+                "a generated column casting to an enum, then ADD COLUMN",
+                format!("{ENUM} CREATE TABLE t (id INT, v VARCHAR, g s.st AS (v::s.st)); INSERT INTO t (id, v) VALUES (1, 'a');"),
+                "INSERT INTO t (id, v) VALUES (2, 'b'); ALTER TABLE t ADD COLUMN w INT;",
+            ),
+            (
+                "a CHECK casting to an enum, then ADD PRIMARY KEY",
+                format!("{ENUM} CREATE TABLE t (id INT NOT NULL, v VARCHAR CHECK (v::s.st IS NOT NULL)); INSERT INTO t VALUES (1, 'a');"),
+                "INSERT INTO t VALUES (2, 'b'); ALTER TABLE t ADD PRIMARY KEY (id);",
+            ),
+            (
+                "a CHECK casting to an enum, then COMMENT ON COLUMN",
+                format!("{ENUM} CREATE TABLE t (id INT, v VARCHAR CHECK (v::s.st IS NOT NULL)); INSERT INTO t VALUES (1, 'a');"),
+                "INSERT INTO t VALUES (2, 'b'); COMMENT ON COLUMN t.v IS 'state';",
+            ),
+            (
+                "a CHECK calling json_valid, then ADD COLUMN",
+                "CREATE TABLE t (id INT, doc VARCHAR CHECK (json_valid(doc))); INSERT INTO t VALUES (1, '{}');".to_owned(),
+                "INSERT INTO t VALUES (2, '[]'); ALTER TABLE t ADD COLUMN w INT;",
+            ),
+            (
+                "SET TYPE JSON",
+                "CREATE TABLE t (id INT, doc VARCHAR); INSERT INTO t VALUES (1, '{}');".to_owned(),
+                "INSERT INTO t VALUES (2, '[]'); ALTER TABLE t ALTER doc SET TYPE JSON;",
+            ),
+            (
+                "SET TYPE DATE from TIMESTAMPTZ, in the service's time zone",
+                "CREATE TABLE t (id INT, ts TIMESTAMPTZ); INSERT INTO t VALUES (1, '2024-01-01 23:30:00-05');".to_owned(),
+                "INSERT INTO t VALUES (2, '2024-06-01 23:30:00-04'); ALTER TABLE t ALTER ts SET TYPE DATE;",
+            ),
+        ];
+        let zone = crate::DuckDbSettings::new([("TimeZone", "America/New_York")]);
+        for (name, setup, logged) in cases {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let dir = Utf8PathBuf::try_from(dir.path().to_owned()).expect("utf8");
+            let twin = dir.join("twin.duckdb");
+            let conn = zone.connect(&twin).expect("twin");
+            let tz: String = conn
+                .query_row("SELECT current_setting('TimeZone')", [], |r| r.get(0))
+                .expect("the time zone");
+            assert_eq!(
+                tz, "America/New_York",
+                "the service's zone, set after the open"
+            );
+            conn.execute_batch(&setup).expect(name);
+            conn.execute_batch(logged).expect(name);
+            let want = catalog_and_rows(&conn);
+            drop(conn);
+
+            let db = dir.join("x.duckdb");
+            let conn = zone.connect(&db).expect("open");
+            conn.execute_batch(&setup).expect("setup");
+            conn.execute_batch("CHECKPOINT").expect("checkpoint");
+            conn.execute_batch(sysdb_scenarios::child::CHECKPOINTS_OFF)
+                .expect("checkpoints off");
+            conn.execute_batch(logged).expect("logged");
+            drop(conn);
+            assert!(
+                fs_err::metadata(sibling(&db, ".wal")).is_ok(),
+                "{name}: a log"
+            );
+            let types = dir.join("types.duckdb");
+            fs_err::copy(&db, &types).expect("the file without its log");
+
+            let plain = zone.connect(&db).map(drop);
+            let class = plain.as_ref().err().map(classify_error);
+            assert!(
+                class.is_some_and(|c| c.is_wal_replay()),
+                "{name}: {plain:?}"
+            );
+            replay_attached(&zone, &db, Some(&types), false).expect(name);
+            let conn = zone.connect(&db).expect("reopen");
+            assert_eq!(catalog_and_rows(&conn), want, "{name}");
+        }
+    }
+
+    /// The types are read from the database file alone: an enum and a
+    /// struct of it in another schema, a type of `main`, with names that
+    /// need quoting, each created under its own schema and name.
+    #[test]
+    fn the_replaying_duckdb_holds_the_database_user_types() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Utf8PathBuf::try_from(dir.path().join("x.duckdb")).expect("utf8");
+        let conn = Connection::open(&db).expect("open");
+        conn.execute_batch(
+            r#"CREATE SCHEMA "my s"; CREATE TYPE "my s"."the ""st""" AS ENUM ('a', 'b');
+               CREATE TYPE "my s".sr AS STRUCT(k "my s"."the ""st""");
+               CREATE TYPE main.al AS VARCHAR;"#,
+        )
+        .expect("types");
+        drop(conn);
+        let memory = DuckDbConnector.connect_in_memory().expect("in memory");
+        let created = mirror_types(&memory, &db).expect("mirror");
+        assert_eq!(created, ["main.al", "my s.sr", r#"my s.the "st""#]);
+        let labels: String = memory
+            .query_row(
+                r#"SELECT enum_range(NULL::memory."my s"."the ""st""")::VARCHAR"#,
+                [],
+                |r| r.get(0),
+            )
+            .expect("the enum in memory");
+        assert_eq!(labels, "[a, b]");
+        let attached: i64 = memory
+            .query_row(
+                "SELECT count(*) FROM duckdb_databases() WHERE database_name = 'sysdb_types'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("databases");
+        assert_eq!(attached, 0, "the file is detached again");
     }
 }

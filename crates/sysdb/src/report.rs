@@ -165,13 +165,38 @@ pub struct LogKept {
     pub replays: u32,
     /// The first commit that did not replay, if one did not.
     pub first_failed: Option<FailedCommit>,
+    /// Commits that replay but were left out because the migration ladder
+    /// cannot complete with them (the log ends with a migration whose
+    /// statements were committed without its version row: the ladder
+    /// applies that step again), if any were.
+    pub reapplied: Option<Reapplied>,
+    /// The database's own types the replaying DuckDB held (`schema.name`),
+    /// so that the log's casts to them bind. DuckDB records no dependency
+    /// from those types to a table that a replayed statement bound to
+    /// them: `DROP TYPE` is then allowed on the restored database, where
+    /// it is refused on one that never crashed.
+    pub types_held: Vec<String>,
 }
 
 impl LogKept {
-    /// Commits set aside: in the log, not in the restored database.
+    /// Commits set aside: in the log, not in the restored database (those
+    /// that do not replay and those the ladder re-applies).
     pub fn commits_lost(&self) -> Option<u64> {
         Some(self.commits?.saturating_sub(self.commits_kept?))
     }
+}
+
+/// Commits a recovery left out although they replay: the ladder fails on
+/// the database that holds them, and completes on the one without them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reapplied {
+    /// How many, where the log's framing was read: the last commits of
+    /// what replays.
+    pub commits: Option<u64>,
+    /// The byte of the log where the first of them starts.
+    pub at: u64,
+    /// The ladder's error on the database that holds them.
+    pub error: String,
 }
 
 /// The first commit of a log that did not replay.
@@ -357,6 +382,22 @@ impl fmt::Display for OpenReport {
                         count(failed.commit),
                         failed.at,
                         failed.error
+                    )?;
+                }
+                if let Some(r) = &log.reapplied {
+                    writeln!(
+                        f,
+                        "left for the ladder to apply again: {} commits from byte {}, which replay but end the log with a migration committed without its version row ({})",
+                        count(r.commits),
+                        r.at,
+                        r.error
+                    )?;
+                }
+                if !log.types_held.is_empty() {
+                    writeln!(
+                        f,
+                        "the replay held the database's types {}: no dependency of a table on them is recorded",
+                        log.types_held.join(", ")
                     )?;
                 }
             }

@@ -10,7 +10,7 @@ use sysdb_snapshot::{forget_previous, keep_previous, remove_durably, ClosedDb};
 
 use crate::blocks;
 use crate::marker::Marker;
-use crate::plan::Found;
+use crate::plan::{self, Found};
 use crate::progress::{file_bytes, ProgressHook, Task};
 use crate::report::{Migration, StepRun};
 use crate::{Connector, Error, ErrorClass, OpenLock, OpenOptions, OpenReport, Paths, Result};
@@ -45,15 +45,9 @@ pub(crate) fn ensure_schema(
         return Ok(conn);
     }
 
-    // A window killed (or failed) after its marker was written is resumed:
-    // its snapshot is the state before the migration still in flight, and
-    // stays. The database may since hold damage that only the migration
-    // reads, so it is not snapshotted over that copy. A marker that cannot
-    // confirm the snapshot (unreadable, or naming other bytes) still says a
-    // window was open: both files stay as they are, since which of them is
-    // damaged cannot be told.
-    let kept = match fs_err::metadata(paths.snapshot()) {
-        Ok(meta) if found.window_open() => {
+    let snapshot = fs_err::metadata(paths.snapshot()).ok();
+    let kept = match (plan::window(found, snapshot.is_some()), snapshot) {
+        (plan::Window::Resume, Some(meta)) => {
             let confirmed = match found.marker() {
                 Some(m) => m.names_snapshot(&paths.snapshot())?,
                 None => false,

@@ -175,14 +175,17 @@ fn run(scenario: &str) {
             expected.sort();
             assert_eq!(set_aside, expected, "set aside");
             // Nothing was lost: every file the crash left is still there,
-            // byte for byte, under its own name or in quarantine. Two
+            // byte for byte, under its own name or in quarantine. Three
             // exceptions: the pre-migrate snapshot is replaced by the new
-            // migration's, and after a crash in the middle of a checkpoint
-            // DuckDB's own first open rewrites the WAL.
+            // migration's, after a crash in the middle of a checkpoint
+            // DuckDB's own first open rewrites the WAL, and where its
+            // replay of an index fails, it has written a free block of the
+            // database file first.
             let after = folder_digest(&state);
             let kept: BTreeSet<&String> = after.values().collect();
             for (file, digest) in &before {
-                let rewritten = expect.duckdb_rewrites_wal && file.contains(".wal");
+                let rewritten = (expect.duckdb_rewrites_wal && file.contains(".wal"))
+                    || (expect.duckdb_writes_db && file == "system.duckdb");
                 if file.ends_with(".pre-migrate") || rewritten {
                     continue;
                 }
@@ -230,6 +233,15 @@ fixture_tests! {
     set_type_using_levenshtein => "set-type-using-levenshtein",
     default_now_if_not_exists => "default-now-if-not-exists",
     wal_replay_out_of_memory => "wal-replay-out-of-memory",
+    set_type_enum_other_schema => "set-type-enum-other-schema",
+    set_type_struct_of_enum => "set-type-struct-of-enum",
+    generated_enum_add_column => "generated-enum-add-column",
+    check_enum_add_primary_key => "check-enum-add-primary-key",
+    check_enum_comment_on_column => "check-enum-comment-on-column",
+    json_check_add_column => "json-check-add-column",
+    json_set_type => "json-set-type",
+    icu_timestamptz_to_date => "icu-timestamptz-to-date",
+    torn_foreign_migration => "torn-foreign-migration",
 }
 
 #[test]

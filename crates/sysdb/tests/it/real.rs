@@ -688,7 +688,10 @@ fn committed_rows_before_an_unreplayable_ddl_are_salvaged() {
     let mut stages: Vec<String> = (0..10)
         .map(|i| insert_jobs(1000 + i * 50, 1050 + i * 50))
         .collect();
-    stages.push(sysdb_scenarios::ladders::UNREPLAYABLE_STEP.to_owned());
+    stages.push(format!(
+        "BEGIN;\n{}COMMIT;",
+        sysdb_scenarios::ladders::UNREPLAYABLE_STEP
+    ));
     crash_after(&paths, stages);
     let before = folder_digest(&dir.state());
 
@@ -994,7 +997,10 @@ fn a_log_of_a_thousand_commits_is_salvaged_in_a_dozen_replays() {
     let mut stages: Vec<String> = (0..COMMITS)
         .map(|i| insert_jobs(1000 + i * ROWS_EACH, 1000 + (i + 1) * ROWS_EACH))
         .collect();
-    stages.push(sysdb_scenarios::ladders::UNREPLAYABLE_STEP.to_owned());
+    stages.push(format!(
+        "BEGIN;\n{}COMMIT;",
+        sysdb_scenarios::ladders::UNREPLAYABLE_STEP
+    ));
     let sizes = crash_after(&paths, stages);
     let log_bytes = fs_err::metadata(paths.wal()).expect("log").len();
 
@@ -1030,4 +1036,118 @@ fn a_log_of_a_thousand_commits_is_salvaged_in_a_dozen_replays() {
         COMMITS + 1,
         kept.replays
     );
+}
+
+/// A service's own migration that commits its statement outside the
+/// transaction of its version row, killed between the two, after rows it
+/// committed on a table whose CHECK DuckDB's plain open cannot replay an
+/// ALTER of. The whole log replays through ATTACH, but migration 21 fails
+/// on it ("Column with name c21 already exists!"): the recovery keeps the
+/// longest prefix of the log on which the ladder completes (every row,
+/// without the torn statement), the ladder applies 21 again, and the
+/// report says which commit was left for the ladder.
+#[test]
+fn a_torn_foreign_migration_is_left_for_the_ladder_to_apply_again() {
+    let dir = StateDir::new();
+    let paths = dir.paths();
+    let db = SystemDb::open(&paths, &ladder_to(20), &OpenOptions::default()).expect("open at v20");
+    db.conn()
+        .execute_batch(&format!(
+            "{} CREATE TABLE notes (id INTEGER, note VARCHAR CHECK (trim(note) <> ''));",
+            insert_jobs(0, 1000)
+        ))
+        .expect("jobs and notes");
+    let closed = db.close();
+    sysdb_snapshot::take(closed.db()).expect("pre-migrate snapshot");
+    drop(closed);
+    let torn = ladder().step(21).expect("step 21").sql().to_owned();
+    crash_after(
+        &paths,
+        vec![
+            "INSERT INTO notes SELECT i, 'note ' || i FROM range(400) r(i);".to_owned(),
+            "ALTER TABLE notes ADD COLUMN extra INTEGER;".to_owned(),
+            torn,
+        ],
+    );
+    let plain = DuckDbConnector.connect(paths.db()).map(drop);
+    assert!(
+        plain
+            .as_ref()
+            .is_err_and(|e| classify_error(e).is_wal_replay()),
+        "{plain:?}"
+    );
+
+    let db = open(&paths).expect("recovered and migrated");
+    let report = db.report();
+    let restored = report.restored.as_ref().expect("restored");
+    assert_eq!(restored.source, RestoreSource::Salvaged, "{report}");
+    assert_eq!(restored.version, Some(20));
+    let log = restored.log.as_ref().expect("what the log kept");
+    assert_eq!(
+        (log.commits, log.commits_kept),
+        (Some(3), Some(2)),
+        "{report}"
+    );
+    assert_eq!(log.first_failed, None, "every commit replays");
+    let reapplied = log
+        .reapplied
+        .as_ref()
+        .expect("a commit left for the ladder");
+    assert_eq!(reapplied.commits, Some(1));
+    assert!(reapplied.error.contains("c21"), "{}", reapplied.error);
+    let migration = report.migration.as_ref().expect("migrated");
+    assert_eq!((migration.from, migration.to), (20, SCHEMA_VERSION));
+    assert_eq!(seed_version(db.conn()), i64::from(SCHEMA_VERSION));
+    assert_eq!(job_count(db.conn()), 1000);
+    let (notes, extra): (i64, i64) = db
+        .conn()
+        .query_row(
+            "SELECT count(*), count(*) FILTER (extra IS NULL) FROM notes",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("every note, with the column its own ALTER added");
+    assert_eq!((notes, extra), (400, 400));
+    let text = report.to_string();
+    assert!(
+        text.contains("left for the ladder to apply again: 1 commits"),
+        "{text}"
+    );
+}
+
+/// A ladder whose pending step fails on every state a recovery could
+/// restore is broken, not the database: the open refuses with the step's
+/// error and moves nothing, so the recovery runs again, whole, once the
+/// step is fixed.
+#[test]
+fn a_step_that_fails_on_every_source_is_refused_and_moves_nothing() {
+    let dir = StateDir::new();
+    let paths = dir.paths();
+    at_v26_with_snapshot(&paths, 100);
+    crash_in_step_27(&paths);
+    let before = folder_digest(&dir.state());
+    let mut steps = sysdb_scenarios::ladders::jobs_steps(26);
+    steps.push((
+        27,
+        "broken".to_owned(),
+        "ALTER TABLE no_such_table ADD COLUMN x INTEGER;".to_owned(),
+    ));
+    let broken_ladder = sysdb::Ladder::new(steps).expect("a valid ladder");
+
+    let err = SystemDb::open(&paths, &broken_ladder, &OpenOptions::default())
+        .expect_err("the step fails everywhere");
+    let Error::LadderFails { path, cause } = &err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(path, paths.db());
+    assert!(
+        matches!(**cause, sysdb_schema::Error::Step { version: 27, .. }),
+        "{cause:?}"
+    );
+    assert_eq!(folder_digest(&dir.state()), before, "a file was moved");
+
+    // Fixed, the same folder recovers.
+    let db = open(&paths).expect("recovered with the fixed ladder");
+    assert_eq!(seed_version(db.conn()), i64::from(SCHEMA_VERSION));
+    assert_eq!(job_count(db.conn()), 100);
 }

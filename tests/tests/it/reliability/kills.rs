@@ -203,11 +203,14 @@ fn matrix(start: u32) {
 /// unreplayable step 4, each updating a quarter of the seeded rows.
 pub(crate) const LOGGED_UPDATES: u32 = 3;
 
-/// A folder at version 3 whose log holds [`LOGGED_UPDATES`] commits of
-/// owners, then step 4's commit (which DuckDB 2.0 cannot replay), made by a
-/// connection with checkpoints off that is dropped without one.
+/// A folder at version 2 whose log holds [`LOGGED_UPDATES`] commits of
+/// owners, then step 3's commit (which creates the enum type) and step 4's
+/// (which casts to it, and which DuckDB 2.0 cannot replay, not even through
+/// ATTACH: the type is in the log, not in the database file from which a
+/// recovery reads the types it creates first), made by a connection with
+/// checkpoints off that is dropped without one.
 pub(crate) fn crashed_with_updates_before_step_4() -> (StateDir, String) {
-    let (folder, digest) = seeded(3);
+    let (folder, digest) = seeded(2);
     let paths = folder.paths();
     let conn = duckdb::Connection::open_with_flags(paths.db(), sysdb::config().expect("config"))
         .expect("open");
@@ -219,8 +222,13 @@ pub(crate) fn crashed_with_updates_before_step_4() -> (StateDir, String) {
         ))
         .expect("a logged update");
     }
-    let step = ladder_to(4).step(4).expect("step 4").transaction_sql();
-    conn.execute_batch(&step).expect("step 4's commit");
+    for version in [3, 4] {
+        let step = ladder_to(4)
+            .step(version)
+            .expect("a step")
+            .transaction_sql();
+        conn.execute_batch(&step).expect("the step's commit");
+    }
     drop(conn);
     assert!(paths.wal().exists(), "no write-ahead log");
     (folder, digest)
@@ -251,6 +259,74 @@ fn kill_matrix_in_a_salvage() {
             {
                 explorer.tally.failures.push(format!(
                     "the start does not salvage through read-only replays: {report}"
+                ));
+            }
+        }
+        Err(e) => explorer.tally.failures.push(format!("the start: {e}")),
+    }
+    explorer.explore(&folder, 0, "");
+    explorer.tally.millis = explorer.started.elapsed().as_millis() as u64;
+    finish(&explorer.tally);
+}
+
+/// A folder at version 4 whose log holds [`LOGGED_UPDATES`] commits of
+/// owners, a table with `CHECK (trim(note) <> '')` and an ALTER of it
+/// (which DuckDB 2.0's plain open cannot replay, ATTACH can), then step 5's
+/// statement committed alone, without its version row, as a service's own
+/// ladder that runs its DDL outside the transaction of its version row
+/// leaves it when killed between the two.
+pub(crate) fn crashed_with_a_torn_step_5() -> (StateDir, String) {
+    let (folder, digest) = seeded(4);
+    let paths = folder.paths();
+    let conn = duckdb::Connection::open_with_flags(paths.db(), sysdb::config().expect("config"))
+        .expect("open");
+    conn.execute_batch(sysdb_scenarios::child::CHECKPOINTS_OFF)
+        .expect("checkpoints off");
+    for k in 0..LOGGED_UPDATES {
+        conn.execute_batch(&format!(
+            "UPDATE items SET owner = 'owner-{k}' WHERE id % 4 = {k};"
+        ))
+        .expect("a logged update");
+    }
+    conn.execute_batch(
+        "CREATE TABLE notes (id INTEGER, note VARCHAR CHECK (trim(note) <> '')); ALTER TABLE notes ADD COLUMN extra INTEGER;",
+    )
+    .expect("a table the plain open cannot replay an ALTER of");
+    let torn = ladder_to(5).step(5).expect("step 5").sql().to_owned();
+    conn.execute_batch(&torn).expect("step 5's statement alone");
+    drop(conn);
+    assert!(paths.wal().exists(), "no write-ahead log");
+    (folder, digest)
+}
+
+/// Kills at every failpoint of an open whose log replays through ATTACH
+/// but ends with a torn step, which the recovery leaves for the ladder to
+/// apply again (the whole log replayed on a copy, the ladder run on copies
+/// of it and of the prefix without the torn step, that prefix restored),
+/// and of the recovery after each: every converged open keeps the logged
+/// commits before the torn step and reaches the top.
+#[test]
+fn kill_matrix_over_a_torn_step() {
+    let seed = seed();
+    let (folder, digest) = crashed_with_a_torn_step_5();
+    let mut explorer = Explorer {
+        depth: if long() { DEPTH } else { 2 },
+        digest,
+        owned: Some(i64::from(ROWS / 4 * LOGGED_UPDATES)),
+        tally: Tally::new("kill matrix over a torn step", seed, long()),
+        rng: rand::rngs::StdRng::seed_from_u64(seed),
+        started: Instant::now(),
+    };
+    match verify(&folder, &explorer.digest) {
+        Ok(outcome) => {
+            let report = outcome.report.unwrap_or_default();
+            let log = &report["restored"]["log"];
+            if report["restored"]["source"] != "salvaged"
+                || log["reapplied"]["commits"] != 1
+                || !log["first_failed"].is_null()
+            {
+                explorer.tally.failures.push(format!(
+                    "the start does not leave the torn step for the ladder: {report}"
                 ));
             }
         }
