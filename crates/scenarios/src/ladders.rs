@@ -82,7 +82,8 @@ pub const ITEMS_TOP: u32 = 6;
 
 /// The reliability suite's ladder up to `top`: the steps a real service
 /// has (tables, a column, a type, an index) and, at 4, the enum conversion
-/// whose replay fails on DuckDB 2.0.0.
+/// whose replay fails on DuckDB 2.0's plain open (a replay through ATTACH
+/// that holds the database's types replays it).
 pub fn items_ladder(top: u32) -> Ladder {
     let steps = [
         (1, "create_items", "CREATE TABLE items (id BIGINT PRIMARY KEY, payload VARCHAR NOT NULL, state VARCHAR NOT NULL);"),

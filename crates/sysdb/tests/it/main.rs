@@ -25,10 +25,10 @@ use sysdb_schema::Ladder;
 pub(crate) const SCHEMA_VERSION: u32 = JOBS_TOP;
 
 /// The service's ladder up to `top`: the seed service's
-/// (`sysdb_scenarios::ladders::jobs_ladder`), whose step 27 moves
-/// `jobs.state` to an enum kept in another schema, which DuckDB 2.0.0
-/// commits but cannot replay from the write-ahead log: "Type with name
-/// job_state does not exist!".
+/// (`sysdb_scenarios::ladders::jobs_ladder`), whose step 27 creates an enum
+/// in another schema and moves `jobs.state` to it, which DuckDB 2.0
+/// commits but cannot replay from the write-ahead log, not even through
+/// ATTACH: "Type with name job_state does not exist!".
 pub(crate) fn ladder_to(top: u32) -> Ladder {
     jobs_ladder(top)
 }

@@ -34,7 +34,7 @@ fn at_v26_with_snapshot(paths: &Paths, rows: u32) {
 
 /// A real process applies step 27 and is killed (SIGKILL) after its commit
 /// and before any checkpoint: the commit lives only in the WAL, which
-/// DuckDB 2.0.0 cannot replay.
+/// DuckDB 2.0 cannot replay.
 fn crash_in_step_27(paths: &Paths) {
     crate::crash_in_step_27(paths.db());
     assert!(paths.wal().exists(), "the crash left no WAL");

@@ -269,6 +269,26 @@ fn kill_matrix_in_a_salvage() {
     finish(&explorer.tally);
 }
 
+/// A folder at version 2 whose log holds one commit that no replay can
+/// apply, not even through ATTACH: steps 3's and 4's statements in one
+/// transaction (a cast to a type the same commit creates). Its recovery
+/// restores the database file at its last checkpoint, by copy.
+pub(crate) fn crashed_unreplayable() -> (StateDir, String) {
+    let (folder, digest) = seeded(2);
+    let paths = folder.paths();
+    let conn = duckdb::Connection::open_with_flags(paths.db(), sysdb::config().expect("config"))
+        .expect("open");
+    conn.execute_batch(sysdb_scenarios::child::CHECKPOINTS_OFF)
+        .expect("checkpoints off");
+    let ladder = ladder_to(4);
+    let sql = |v| ladder.step(v).expect("a step").sql().to_owned();
+    conn.execute_batch(&format!("BEGIN; {} {} COMMIT;", sql(3), sql(4)))
+        .expect("the unreplayable commit");
+    drop(conn);
+    assert!(paths.wal().exists(), "no write-ahead log");
+    (folder, digest)
+}
+
 /// A folder at version 4 whose log holds [`LOGGED_UPDATES`] commits of
 /// owners, a table with `CHECK (trim(note) <> '')` and an ALTER of it
 /// (which DuckDB 2.0's plain open cannot replay, ATTACH can), then step 5's

@@ -41,7 +41,8 @@ pub(crate) const ROWS: u32 = 1000;
 
 /// The suite's ladder (`sysdb_scenarios::ladders::items_ladder`): the
 /// steps a real service has (tables, a column, a type, an index) and the
-/// enum conversion whose replay fails on DuckDB 2.0.0.
+/// enum conversion whose replay fails on DuckDB 2.0's plain open (sysdb
+/// replays it through ATTACH, with the database's types held).
 pub(crate) fn ladder_to(top: u32) -> Ladder {
     items_ladder(top)
 }
