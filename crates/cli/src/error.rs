@@ -143,6 +143,7 @@ pub(crate) fn hint(e: &sysdb::Error) -> Option<&'static str> {
             sysdb::Error::SnapshotRefused { .. } => "`sysdb recover --from-snapshot` restores the snapshot by hand (every write made after it is lost; the files are set aside, not deleted); `sysdb status` shows its age and version",
             sysdb::Error::Unreadable { snapshot: Some(_), .. } => "if the snapshot's data matters more than the writes made since, `sysdb recover --from-snapshot` restores it; `sysdb status` shows its age and version",
             sysdb::Error::Vanished { .. } => "`sysdb recover --from-snapshot` restores the newest snapshot (the pre-migrate one, or the previous one where only it is left; every write made after it is lost); `sysdb quarantine list` shows the files set aside; to start with an empty database, move those files away",
+            sysdb::Error::LadderFails { .. } => "fix that migration step (a step that fails on the database at its last checkpoint too is broken, whatever the crash left); nothing was moved, so the next `sysdb migrate` recovers the database with it; `sysdb check` says what it would do",
             sysdb::Error::Probe { .. } => "the database was not opened in this process; `sysdb check` says what an open would do",
             sysdb::Error::Reopen { .. } => "the restored copy does not open either; `sysdb quarantine list` shows every file set aside, `sysdb status` the snapshot",
             _ => return None,

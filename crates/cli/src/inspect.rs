@@ -561,9 +561,13 @@ fn copy_state(paths: &Paths, scratch: &Utf8Path) -> Result<Paths, Error> {
 
 /// The commits a recovery leaves for the ladder to apply again, in words.
 fn reapplied_words(r: &sysdb::Reapplied, real: &dyn Fn(&str) -> String) -> String {
+    let which = match r.commits {
+        Some(1) => "the last commit".to_owned(),
+        Some(n) => format!("the last {n} commits"),
+        None => "the last commits".to_owned(),
+    };
     format!(
-        "{} that replay but end the log with a migration committed without its version row, which the ladder applies again ({})",
-        r.commits.map_or("the last commits".to_owned(), |n| plural(n, "commit")),
+        "{which} of the log that replays, a migration committed without its version row, which the ladder applies again ({})",
         real(&r.error).replace('\n', " ")
     )
 }

@@ -54,162 +54,18 @@ pub(crate) fn connect_or_recover(
                 evidence,
             })
         }
-        Start::FinishRecovery => {
-            // Killed after it set the database aside (or while it set aside
-            // the files its replayed copy replaces): restore what that
-            // recovery chose: the snapshot a recovery by hand named, the
-            // copy a recovery replayed if it made one, else the database
-            // file of the newest quarantine set.
-            let marker = found.recovering.as_ref();
-            tracing::warn!(started_at = ?marker.map(|m| &m.started_at), "an earlier recovery was killed before it restored the database; finishing it");
-            let wal_error = Failure::Text(marker.map_or(String::new(), |m| m.error.clone()));
-            let conn = match plan::finish(found, paths.dir()) {
-                plan::Finish::Snapshot(snapshot) => {
-                    recovery.restore_snapshot(&snapshot, &wal_error.to_string(), report)?
-                }
-                plan::Finish::Replayed {
-                    built,
-                    set_aside_first,
-                } => {
-                    if set_aside_first {
-                        recovery.set_aside(report)?;
-                    }
-                    let from = newest_quarantined_db(paths)?.unwrap_or_else(|| built.clone());
-                    recovery.restore_replayed(&built, &from, None, report)?
-                }
-                plan::Finish::NewestSetAside => {
-                    let newest = newest_quarantined_db(paths)?;
-                    recovery.restore(newest.as_deref(), &wal_error, None, report)?
-                }
-            };
-            return recovery.finish(conn);
-        }
+        Start::FinishRecovery => return recovery.finish_killed(report),
         Start::Create => recovery.create(report)?,
         Start::Connect => {}
     }
     if found.recovering.is_some() {
         tracing::warn!("an earlier recovery was killed before it finished; finishing it");
     }
-
-    let probed = match &options.probe {
-        Some(probe) if found.wal => {
-            let phase = Instant::now();
-            let outcome = probe::run(probe, paths.db())?;
-            report.phase("probe", phase);
-            report.probe = Some(outcome.clone());
-            match outcome {
-                ProbeOutcome::Killed { signal } => Some(Failure::Probe(format!(
-                    "the first open of {} killed the probe process {} (signal {signal}) while it replayed the write-ahead log",
-                    paths.db(),
-                    probe.program.display()
-                ))),
-                ProbeOutcome::Exited { .. } => None,
-            }
-        }
-        _ => None,
-    };
-    let (class, wal_error) = match probed {
-        Some(e) => (
-            ErrorClass::WalReplay {
-                cause: WalReplayCause::ProcessAborted,
-            },
-            e,
-        ),
-        None => {
-            let phase = Instant::now();
-            let first = connector.connect(paths.db());
-            report.phase("connect", phase);
-            #[cfg(feature = "failpoints")]
-            fail::fail_point!("sysdb::open::connected");
-            match first {
-                Ok(conn) if found.recovering.is_some() => return recovery.finish(conn),
-                Ok(conn) => return Ok(conn),
-                Err(e) => (classify_error(&e), Failure::DuckDb(e)),
-            }
-        }
-    };
-    report.error = Some(MetError::new(class, &wal_error));
-
-    let sources = match plan::on_failure(found, class) {
-        OnFailure::Refuse => {
-            tracing::warn!(db = %paths.db(), class = class.as_str(), error = %wal_error, "open failed; not recoverable automatically");
-            return Err(Error::Open {
-                path: paths.db().to_owned(),
-                class,
-                cause: Box::new(wal_error),
-            });
-        }
-        OnFailure::Recover(sources) => sources,
-    };
-    tracing::warn!(db = %paths.db(), %class, error = %wal_error, "write-ahead log replay failed; recovering");
-
-    if sources == [Source::Snapshot] {
-        // The file is the copy the killed recovery restored, and it does
-        // not read: go on to the snapshot, as that recovery would have.
-        tracing::warn!(error = %wal_error, "the database file the earlier recovery restored is unreadable");
-        strict_check(paths, ladder, options, found, connector)?;
-        recovery.set_aside(report)?;
-        let conn = recovery.restore(None, &wal_error, None, report)?;
-        return recovery.finish(conn);
+    match recovery.first_connect(report)? {
+        Ok(conn) if found.recovering.is_some() => recovery.finish(conn),
+        Ok(conn) => Ok(conn),
+        Err((class, wal_error)) => recovery.recover(class, wal_error, report),
     }
-
-    let replayer = match (&options.probe, probed_abort(class)) {
-        // The plain open kills the process that tries it: so may a replay
-        // of a copy, which then runs in the probe's child too.
-        (Some(probe), true) => Replayer::Child(probe),
-        _ => Replayer::InProcess(connector),
-    };
-    let scratch = Scratch::new(paths).map_err(|source| Error::Replay {
-        path: paths.db().to_owned(),
-        doing: "preparing the scratch folder for",
-        cause: source,
-    })?;
-    let chosen = recovery.choose(sources, &replayer, &scratch, &wal_error, report);
-    let chosen = match chosen {
-        Ok(chosen) => chosen,
-        Err(e) => {
-            scratch.remove();
-            return Err(e);
-        }
-    };
-
-    let marker = Recovering {
-        class: class.as_str().to_owned(),
-        error: wal_error.to_string(),
-        started_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
-        pid: std::process::id(),
-        replayed: chosen
-            .built
-            .as_ref()
-            .and_then(|b| b.strip_prefix(paths.dir()).ok())
-            .map(Utf8Path::to_owned),
-        snapshot: None,
-    };
-    marker.write(paths)?;
-    #[cfg(feature = "failpoints")]
-    fail::fail_point!("sysdb::recover::marked");
-    let set = recovery.set_aside(report)?;
-    report.wal_bytes_set_aside = set
-        .moved
-        .iter()
-        .filter(|m| set.database() != Some(*m))
-        .map(|m| m.bytes)
-        .sum();
-    let conn = match &chosen.built {
-        Some(built) => {
-            let from = set
-                .database()
-                .map_or_else(|| built.clone(), |m| m.to.clone());
-            recovery.restore_replayed(built, &from, chosen.kept.clone(), report)?
-        }
-        None => {
-            let db = set.database().map(|m| m.to.clone());
-            recovery.restore(db.as_deref(), &wal_error, chosen.kept, report)?
-        }
-    };
-    let conn = recovery.finish(conn)?;
-    scratch.remove();
-    Ok(conn)
 }
 
 /// The failure came from a probe child that a signal killed.
@@ -231,6 +87,26 @@ struct Chosen {
     prefix: Option<usize>,
     /// What of the log that keeps and loses.
     kept: Option<LogKept>,
+}
+
+/// What the replays of copies showed so far.
+#[derive(Default)]
+struct Tries {
+    /// Replays of copies tried.
+    replays: u32,
+    /// The first commit known not to replay.
+    failed: Option<FailedCommit>,
+}
+
+/// What one source of [`Recovery::replay_sources`] leads to.
+enum Next {
+    /// This: restore it.
+    Chosen(Box<Chosen>),
+    /// Try the next source.
+    Source,
+    /// No source that replays the log can work: go on to the database at
+    /// its last checkpoint.
+    Stop,
 }
 
 /// What the ladder does on a state a recovery may restore.
@@ -258,6 +134,21 @@ impl Log {
 
     fn len(&self) -> u64 {
         self.bytes.as_ref().map_or(0, |w| w.len() as u64)
+    }
+
+    /// The first damaged entry after the log's last complete commit, if
+    /// the framing shows one.
+    fn damaged(&self) -> Option<FailedCommit> {
+        self.layout.as_ref().and_then(|l| match &l.tail {
+            Tail::Damaged { at, problem } => Some(FailedCommit {
+                commit: Some(l.commits.len() as u64 + 1),
+                at: *at,
+                error: format!(
+                    "the entry at byte {at} of the write-ahead log is damaged: {problem}"
+                ),
+            }),
+            _ => None,
+        })
     }
 
     /// Where its prefixes are cut: after each commit where the framing
@@ -302,6 +193,158 @@ struct Recovery<'a> {
 }
 
 impl Recovery<'_> {
+    /// Finish a recovery that was killed after it set the database aside
+    /// (or while it set aside the files its replayed copy replaces):
+    /// restore what that recovery chose (see [`plan::finish`]).
+    fn finish_killed(&self, report: &mut OpenReport) -> Result<Connection> {
+        let paths = self.paths;
+        let marker = self.found.recovering.as_ref();
+        tracing::warn!(started_at = ?marker.map(|m| &m.started_at), "an earlier recovery was killed before it restored the database; finishing it");
+        let wal_error = Failure::Text(marker.map_or(String::new(), |m| m.error.clone()));
+        let conn = match plan::finish(self.found, paths.dir()) {
+            plan::Finish::Snapshot(snapshot) => {
+                self.restore_snapshot(&snapshot, &wal_error.to_string(), report)?
+            }
+            plan::Finish::Replayed {
+                built,
+                set_aside_first,
+            } => {
+                if set_aside_first {
+                    self.set_aside(report)?;
+                }
+                let from = newest_quarantined_db(paths)?.unwrap_or_else(|| built.clone());
+                self.restore_replayed(&built, &from, None, report)?
+            }
+            plan::Finish::NewestSetAside => {
+                let newest = newest_quarantined_db(paths)?;
+                self.restore(newest.as_deref(), &wal_error, None, report)?
+            }
+        };
+        self.finish(conn)
+    }
+
+    /// The first connect (in the probe's child first, where the options ask
+    /// and a log waits): the connection, or the failure's class and error.
+    fn first_connect(
+        &self,
+        report: &mut OpenReport,
+    ) -> Result<std::result::Result<Connection, (ErrorClass, Failure)>> {
+        let paths = self.paths;
+        if let Some(probe) = self.options.probe.as_ref().filter(|_| self.found.wal) {
+            let phase = Instant::now();
+            let outcome = probe::run(probe, paths.db())?;
+            report.phase("probe", phase);
+            report.probe = Some(outcome.clone());
+            if let ProbeOutcome::Killed { signal } = outcome {
+                return Ok(Err((
+                    ErrorClass::WalReplay {
+                        cause: WalReplayCause::ProcessAborted,
+                    },
+                    Failure::Probe(format!(
+                        "the first open of {} killed the probe process {} (signal {signal}) while it replayed the write-ahead log",
+                        paths.db(),
+                        probe.program.display()
+                    )),
+                )));
+            }
+        }
+        let phase = Instant::now();
+        let first = self.connector.connect(paths.db());
+        report.phase("connect", phase);
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!("sysdb::open::connected");
+        Ok(first.map_err(|e| (classify_error(&e), Failure::DuckDb(e))))
+    }
+
+    /// The first connect failed with `wal_error` of `class`: refuse, or
+    /// recover as [`plan::on_failure`] decides: choose on copies, write the
+    /// recovery marker, set the files aside, restore, connect.
+    fn recover(
+        &self,
+        class: ErrorClass,
+        wal_error: Failure,
+        report: &mut OpenReport,
+    ) -> Result<Connection> {
+        let paths = self.paths;
+        report.error = Some(MetError::new(class, &wal_error));
+        let sources = match plan::on_failure(self.found, class) {
+            OnFailure::Refuse => {
+                tracing::warn!(db = %paths.db(), class = class.as_str(), error = %wal_error, "open failed; not recoverable automatically");
+                return Err(Error::Open {
+                    path: paths.db().to_owned(),
+                    class,
+                    cause: Box::new(wal_error),
+                });
+            }
+            OnFailure::Recover(sources) => sources,
+        };
+        tracing::warn!(db = %paths.db(), %class, error = %wal_error, "write-ahead log replay failed; recovering");
+
+        if sources == [Source::Snapshot] {
+            // The file is the copy the killed recovery restored, and it does
+            // not read: go on to the snapshot, as that recovery would have.
+            tracing::warn!(error = %wal_error, "the database file the earlier recovery restored is unreadable");
+            strict_check(paths, self.ladder, self.options, self.found, self.connector)?;
+            self.set_aside(report)?;
+            let conn = self.restore(None, &wal_error, None, report)?;
+            return self.finish(conn);
+        }
+
+        let replayer = match (&self.options.probe, probed_abort(class)) {
+            // The plain open kills the process that tries it: so may a replay
+            // of a copy, which then runs in the probe's child too.
+            (Some(probe), true) => Replayer::Child(probe),
+            _ => Replayer::InProcess(self.connector),
+        };
+        let scratch =
+            Scratch::new(paths).map_err(self.replay_error("preparing the scratch folder for"))?;
+        let chosen = match self.choose(sources, &replayer, &scratch, &wal_error, report) {
+            Ok(chosen) => chosen,
+            Err(e) => {
+                scratch.remove();
+                return Err(e);
+            }
+        };
+
+        let marker = Recovering {
+            class: class.as_str().to_owned(),
+            error: wal_error.to_string(),
+            started_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            pid: std::process::id(),
+            replayed: chosen
+                .built
+                .as_ref()
+                .and_then(|b| b.strip_prefix(paths.dir()).ok())
+                .map(Utf8Path::to_owned),
+            snapshot: None,
+        };
+        marker.write(paths)?;
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!("sysdb::recover::marked");
+        let set = self.set_aside(report)?;
+        report.wal_bytes_set_aside = set
+            .moved
+            .iter()
+            .filter(|m| set.database() != Some(*m))
+            .map(|m| m.bytes)
+            .sum();
+        let conn = match &chosen.built {
+            Some(built) => {
+                let from = set
+                    .database()
+                    .map_or_else(|| built.clone(), |m| m.to.clone());
+                self.restore_replayed(built, &from, chosen.kept.clone(), report)?
+            }
+            None => {
+                let db = set.database().map(|m| m.to.clone());
+                self.restore(db.as_deref(), &wal_error, chosen.kept, report)?
+            }
+        };
+        let conn = self.finish(conn)?;
+        scratch.remove();
+        Ok(conn)
+    }
+
     /// Create the new database at the options' storage version, in the
     /// scratch folder, and rename it into place: a kill leaves either no
     /// database or a whole one.
@@ -393,195 +436,229 @@ impl Recovery<'_> {
         log: &Log,
         report: &mut OpenReport,
     ) -> Result<Chosen> {
-        let paths = self.paths;
-        let replay_error = |doing: &'static str| self.replay_error(doing);
-        let wal = log.bytes.as_ref();
-        let layout = log.layout.as_ref();
-        let log_bytes = log.len();
-        let mut replays = 0u32;
-        let mut failed: Option<FailedCommit> = None;
-        let kept =
-            |commits: Option<u64>, bytes: u64, replays: u32, failed: Option<FailedCommit>| {
-                log.kept(commits, bytes, replays, failed)
-            };
+        let mut tries = Tries::default();
         // DuckDB refuses a log with a damaged entry before replaying any of
         // it, through ATTACH too: its prefixes are what may replay.
-        let damaged = layout.and_then(|l| match &l.tail {
-            Tail::Damaged { at, problem } => Some(FailedCommit {
-                commit: Some(l.commits.len() as u64 + 1),
-                at: *at,
-                error: format!(
-                    "the entry at byte {at} of the write-ahead log is damaged: {problem}"
-                ),
-            }),
-            _ => None,
-        });
+        let damaged = log.damaged();
         for source in sources {
-            match source {
+            let next = match source {
                 Source::Replay if damaged.is_none() => {
-                    let phase = Instant::now();
-                    tracing::info!(db = %paths.db(), "replaying the whole write-ahead log on a copy, through ATTACH");
-                    replays += 1;
-                    let running = self.options.progress.begin(Task::Replay, None);
-                    let db_bytes = fs_err::metadata(paths.db()).map_or(0, |m| m.len());
-                    let tried = if plan::replay_read_only_first(db_bytes, log_bytes) {
-                        replayer
-                            .try_whole(paths, scratch)
-                            .map_err(replay_error("replaying a linked copy of"))?
-                    } else {
-                        None
-                    };
-                    let attempt = match tried {
-                        Some(failed @ Attempt::Failed { .. }) => failed,
-                        replayed_or_not_tried => {
-                            if replayed_or_not_tried.is_some() {
-                                replays += 1;
-                            }
-                            replayer
-                                .build(paths, scratch, None)
-                                .map_err(replay_error("replaying a copy of"))?
-                        }
-                    };
-                    drop(running);
-                    report.phase("replay", phase);
-                    #[cfg(feature = "failpoints")]
-                    fail::fail_point!("sysdb::recover::replayed");
-                    match attempt {
-                        Attempt::Replayed(built) => {
-                            tracing::info!(copy = %built, "the whole write-ahead log replays through ATTACH");
-                            let commits = layout.map(|l| l.commits.len() as u64);
-                            return Ok(Chosen {
-                                built: Some(built),
-                                prefix: log.cuts().map(|c| c.count()),
-                                kept: Some(kept(commits, log_bytes, replays, None)),
-                            });
-                        }
-                        Attempt::Failed { class, error } => {
-                            match plan::replay_failed(class) {
-                                ReplayFailed::Environment => {
-                                    return Err(self.refused(class, &error, scratch))
-                                }
-                                ReplayFailed::File => {
-                                    tracing::warn!(%error, "the database file does not read; no replay of its log can");
-                                    break;
-                                }
-                                ReplayFailed::Log => {}
-                            }
-                            tracing::warn!(%error, "the whole write-ahead log does not replay through ATTACH either");
-                            failed = Some(FailedCommit {
-                                commit: None,
-                                at: layout.map_or(0, |l| l.header_end),
-                                error: scratch.as_original(&error.to_string(), paths),
-                            });
-                        }
-                    }
+                    self.replay_whole(replayer, scratch, log, &mut tries, report)?
                 }
-                Source::Replay => failed = damaged.clone(),
-                Source::Salvage => {
-                    tracing::info!(db = %paths.db(), "searching the longest prefix of the write-ahead log that replays, on copies");
-                    // By commits where the framing reads; else by bytes (a
-                    // log of a newer DuckDB's framing), ⌈log2(bytes)⌉ replays.
-                    let Some(cuts) = log.cuts() else { continue };
-                    if layout.is_none() {
-                        tracing::warn!("the write-ahead log's framing cannot be read; searching its prefixes by bytes");
-                    }
-                    let phase = Instant::now();
-                    let mut search = Search::new(cuts.count(), damaged.is_none());
-                    // The search's replays, and the build of the prefix found.
-                    let at_most = u64::from(plan::replay_budget(cuts.count())) + 1;
-                    let running = self.options.progress.begin(Task::Salvage, Some(at_most));
-                    let mut salvage_replays = 0;
-                    while let Some(k) = search.next() {
-                        replays += 1;
-                        salvage_replays += 1;
-                        running.advance(salvage_replays);
-                        let attempt = replayer
-                            .try_prefix(paths, scratch, cuts.cut(k))
-                            .map_err(replay_error("replaying a cut copy of"))?;
-                        #[cfg(feature = "failpoints")]
-                        fail::fail_point!("sysdb::recover::probed");
-                        match attempt {
-                            Attempt::Replayed(_) => search.record(k, true),
-                            Attempt::Failed { class, error } => {
-                                match plan::replay_failed(class) {
-                                    ReplayFailed::Environment => {
-                                        return Err(self.refused(class, &error, scratch))
-                                    }
-                                    // Only an unreadable database fails the
-                                    // empty prefix too: give up the search.
-                                    ReplayFailed::File => search.record(0, false),
-                                    ReplayFailed::Log => {}
-                                }
-                                tracing::debug!(k, %error, "this prefix does not replay");
-                                search.record(k, false);
-                                failed = Some(FailedCommit {
-                                    commit: cuts.commits(k),
-                                    at: cuts.cut(k - 1),
-                                    error: scratch.as_original(&error.to_string(), paths),
-                                });
-                            }
-                        }
-                    }
-                    let k = search.found();
-                    let first_failing = cuts.commits(k + 1);
-                    if let Some(f) = failed.as_mut().filter(|f| f.commit != first_failing) {
-                        // Its error came from a longer prefix (or the whole
-                        // log); the search showed where it starts.
-                        f.commit = first_failing;
-                        f.at = cuts.cut(k);
-                    }
-                    if k == 0 {
-                        report.phase("salvage", phase);
-                        tracing::warn!("no commit of the write-ahead log replays");
-                        return Ok(Chosen {
-                            built: None,
-                            prefix: Some(0),
-                            kept: Some(kept(cuts.commits(0), 0, replays, failed)),
-                        });
-                    }
-                    replays += 1;
-                    running.advance(salvage_replays + 1);
-                    let attempt = replayer
-                        .build(paths, scratch, Some(cuts.cut(k)))
-                        .map_err(replay_error("replaying a cut copy of"))?;
-                    drop(running);
-                    report.phase("salvage", phase);
-                    match attempt {
-                        Attempt::Replayed(built) => {
-                            tracing::warn!(
-                                kept = k,
-                                of = cuts.count(),
-                                "salvaged the commits before the first that does not replay"
-                            );
-                            return Ok(Chosen {
-                                built: Some(built),
-                                prefix: Some(k),
-                                kept: Some(kept(cuts.commits(k), cuts.cut(k), replays, failed)),
-                            });
-                        }
-                        Attempt::Failed { class, error } => {
-                            if plan::replay_failed(class) == ReplayFailed::Environment {
-                                return Err(self.refused(class, &error, scratch));
-                            }
-                            tracing::warn!(%error, "the salvaged prefix replayed read-only but not on the copy");
-                        }
-                    }
+                Source::Replay => {
+                    tries.failed = damaged.clone();
+                    Next::Source
                 }
-                Source::LastCheckpoint | Source::Snapshot => break,
+                Source::Salvage => self.salvage(
+                    replayer,
+                    scratch,
+                    log,
+                    damaged.is_none(),
+                    &mut tries,
+                    report,
+                )?,
+                Source::LastCheckpoint | Source::Snapshot => Next::Stop,
+            };
+            match next {
+                Next::Chosen(chosen) => return Ok(*chosen),
+                Next::Stop => break,
+                Next::Source => {}
             }
         }
-        let failed = failed.or_else(|| {
+        let failed = tries.failed.or_else(|| {
             Some(FailedCommit {
                 commit: None,
                 at: 0,
                 error: wal_error.to_string(),
             })
         });
+        let wal = log.bytes.as_ref();
         Ok(Chosen {
             built: None,
             prefix: wal.map(|_| 0),
-            kept: wal.map(|_| kept(Some(0), 0, replays, failed)),
+            kept: wal.map(|_| log.kept(Some(0), 0, tries.replays, failed)),
         })
+    }
+
+    /// The whole log, replayed on a copy (read-only on a hard link first,
+    /// where the database is large beside its log).
+    fn replay_whole(
+        &self,
+        replayer: &Replayer<'_>,
+        scratch: &Scratch,
+        log: &Log,
+        tries: &mut Tries,
+        report: &mut OpenReport,
+    ) -> Result<Next> {
+        let paths = self.paths;
+        let phase = Instant::now();
+        tracing::info!(db = %paths.db(), "replaying the whole write-ahead log on a copy, through ATTACH");
+        tries.replays += 1;
+        let running = self.options.progress.begin(Task::Replay, None);
+        let db_bytes = fs_err::metadata(paths.db()).map_or(0, |m| m.len());
+        let tried = if plan::replay_read_only_first(db_bytes, log.len()) {
+            replayer
+                .try_whole(paths, scratch)
+                .map_err(self.replay_error("replaying a linked copy of"))?
+        } else {
+            None
+        };
+        let attempt = match tried {
+            Some(failed @ Attempt::Failed { .. }) => failed,
+            replayed_or_not_tried => {
+                if replayed_or_not_tried.is_some() {
+                    tries.replays += 1;
+                }
+                replayer
+                    .build(paths, scratch, None)
+                    .map_err(self.replay_error("replaying a copy of"))?
+            }
+        };
+        drop(running);
+        report.phase("replay", phase);
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!("sysdb::recover::replayed");
+        match attempt {
+            Attempt::Replayed(built) => {
+                tracing::info!(copy = %built, "the whole write-ahead log replays through ATTACH");
+                let commits = log.layout.as_ref().map(|l| l.commits.len() as u64);
+                Ok(Next::Chosen(Box::new(Chosen {
+                    built: Some(built),
+                    prefix: log.cuts().map(|c| c.count()),
+                    kept: Some(log.kept(commits, log.len(), tries.replays, None)),
+                })))
+            }
+            Attempt::Failed { class, error } => {
+                match plan::replay_failed(class) {
+                    ReplayFailed::Environment => return Err(self.refused(class, &error, scratch)),
+                    ReplayFailed::File => {
+                        tracing::warn!(%error, "the database file does not read; no replay of its log can");
+                        return Ok(Next::Stop);
+                    }
+                    ReplayFailed::Log => {}
+                }
+                tracing::warn!(%error, "the whole write-ahead log does not replay through ATTACH either");
+                tries.failed = Some(FailedCommit {
+                    commit: None,
+                    at: log.layout.as_ref().map_or(0, |l| l.header_end),
+                    error: scratch.as_original(&error.to_string(), paths),
+                });
+                Ok(Next::Source)
+            }
+        }
+    }
+
+    /// The longest prefix of the log that replays, found by read-only
+    /// replays of cut copies, then built on a copy. `whole_failed`: the
+    /// whole log is known not to replay.
+    fn salvage(
+        &self,
+        replayer: &Replayer<'_>,
+        scratch: &Scratch,
+        log: &Log,
+        whole_failed: bool,
+        tries: &mut Tries,
+        report: &mut OpenReport,
+    ) -> Result<Next> {
+        let paths = self.paths;
+        tracing::info!(db = %paths.db(), "searching the longest prefix of the write-ahead log that replays, on copies");
+        // By commits where the framing reads; else by bytes (a log of a
+        // newer DuckDB's framing), ⌈log2(bytes)⌉ replays.
+        let Some(cuts) = log.cuts() else {
+            return Ok(Next::Source);
+        };
+        if log.layout.is_none() {
+            tracing::warn!(
+                "the write-ahead log's framing cannot be read; searching its prefixes by bytes"
+            );
+        }
+        let phase = Instant::now();
+        let mut search = Search::new(cuts.count(), whole_failed);
+        // The search's replays, and the build of the prefix found.
+        let at_most = u64::from(plan::replay_budget(cuts.count())) + 1;
+        let running = self.options.progress.begin(Task::Salvage, Some(at_most));
+        let mut salvage_replays = 0;
+        while let Some(k) = search.next() {
+            tries.replays += 1;
+            salvage_replays += 1;
+            running.advance(salvage_replays);
+            let attempt = replayer
+                .try_prefix(paths, scratch, cuts.cut(k))
+                .map_err(self.replay_error("replaying a cut copy of"))?;
+            #[cfg(feature = "failpoints")]
+            fail::fail_point!("sysdb::recover::probed");
+            match attempt {
+                Attempt::Replayed(_) => search.record(k, true),
+                Attempt::Failed { class, error } => {
+                    match plan::replay_failed(class) {
+                        ReplayFailed::Environment => {
+                            return Err(self.refused(class, &error, scratch))
+                        }
+                        // Only an unreadable database fails the empty
+                        // prefix too: give up the search.
+                        ReplayFailed::File => search.record(0, false),
+                        ReplayFailed::Log => {}
+                    }
+                    tracing::debug!(k, %error, "this prefix does not replay");
+                    search.record(k, false);
+                    tries.failed = Some(FailedCommit {
+                        commit: cuts.commits(k),
+                        at: cuts.cut(k - 1),
+                        error: scratch.as_original(&error.to_string(), paths),
+                    });
+                }
+            }
+        }
+        let k = search.found();
+        let first_failing = cuts.commits(k + 1);
+        if let Some(f) = tries.failed.as_mut().filter(|f| f.commit != first_failing) {
+            // Its error came from a longer prefix (or the whole log); the
+            // search showed where it starts.
+            f.commit = first_failing;
+            f.at = cuts.cut(k);
+        }
+        if k == 0 {
+            report.phase("salvage", phase);
+            tracing::warn!("no commit of the write-ahead log replays");
+            return Ok(Next::Chosen(Box::new(Chosen {
+                built: None,
+                prefix: Some(0),
+                kept: Some(log.kept(cuts.commits(0), 0, tries.replays, tries.failed.clone())),
+            })));
+        }
+        tries.replays += 1;
+        running.advance(salvage_replays + 1);
+        let attempt = replayer
+            .build(paths, scratch, Some(cuts.cut(k)))
+            .map_err(self.replay_error("replaying a cut copy of"))?;
+        drop(running);
+        report.phase("salvage", phase);
+        match attempt {
+            Attempt::Replayed(built) => {
+                tracing::warn!(
+                    kept = k,
+                    of = cuts.count(),
+                    "salvaged the commits before the first that does not replay"
+                );
+                Ok(Next::Chosen(Box::new(Chosen {
+                    built: Some(built),
+                    prefix: Some(k),
+                    kept: Some(log.kept(
+                        cuts.commits(k),
+                        cuts.cut(k),
+                        tries.replays,
+                        tries.failed.clone(),
+                    )),
+                })))
+            }
+            Attempt::Failed { class, error } => {
+                if plan::replay_failed(class) == ReplayFailed::Environment {
+                    return Err(self.refused(class, &error, scratch));
+                }
+                tracing::warn!(%error, "the salvaged prefix replayed read-only but not on the copy");
+                Ok(Next::Source)
+            }
+        }
     }
 
     /// Keep `chosen` if the ladder completes on it; else, where the ladder

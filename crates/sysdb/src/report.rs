@@ -387,8 +387,9 @@ impl fmt::Display for OpenReport {
                 if let Some(r) = &log.reapplied {
                     writeln!(
                         f,
-                        "left for the ladder to apply again: {} commits from byte {}, which replay but end the log with a migration committed without its version row ({})",
+                        "left for the ladder to apply again: {} {} from byte {}, a migration committed without its version row ({})",
                         count(r.commits),
+                        if r.commits == Some(1) { "commit" } else { "commits" },
                         r.at,
                         r.error
                     )?;

@@ -1110,7 +1110,7 @@ fn a_torn_foreign_migration_is_left_for_the_ladder_to_apply_again() {
     assert_eq!((notes, extra), (400, 400));
     let text = report.to_string();
     assert!(
-        text.contains("left for the ladder to apply again: 1 commits"),
+        text.contains("left for the ladder to apply again: 1 commit from byte"),
         "{text}"
     );
 }
