@@ -56,8 +56,10 @@ pub struct Global {
     #[arg(long, global = true, value_name = "VERSION", env = "SYSDB_STORAGE_VERSION", value_parser = storage_version)]
     storage_version: Option<sysdb::StorageVersion>,
     /// A DuckDB setting (NAME=VALUE: memory_limit=2GB, temp_directory=/tmp,
-    /// threads=2) for every connection sysdb makes, the probe child's
-    /// included; repeat for more, or list them in SYSDB_DUCKDB_SETTINGS
+    /// threads=2, TimeZone=Europe/Berlin) for every connection sysdb makes,
+    /// the probe child's and the replaying DuckDB's included (give the
+    /// service's own TimeZone: a replayed TIMESTAMPTZ cast is evaluated in
+    /// it); repeat for more, or list them in SYSDB_DUCKDB_SETTINGS
     /// separated by commas
     #[arg(long = "duckdb-setting", global = true, value_name = "NAME=VALUE", env = "SYSDB_DUCKDB_SETTINGS", value_delimiter = ',', value_parser = setting)]
     duckdb_settings: Vec<(String, String)>,
