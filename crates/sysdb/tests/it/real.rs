@@ -824,15 +824,7 @@ fn a_check_calling_a_core_function_replays_through_attach_losing_nothing() {
         (Some(2), Some(2), 2)
     );
     assert_eq!(log.first_failed, None);
-    let (notes, extra): (i64, i64) = db
-        .conn()
-        .query_row(
-            "SELECT count(*), count(*) FILTER (WHERE extra IS NULL) FROM notes",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .expect("the notes and their new column");
-    assert_eq!((notes, extra), (400, 400));
+    assert_eq!(notes_with_extra(db.conn()), (400, 400));
     assert_eq!(job_count(db.conn()), 1000);
     assert_set_aside_unchanged(&before, &folder_digest(&dir.state()), report);
 }
@@ -1099,15 +1091,7 @@ fn a_torn_foreign_migration_is_left_for_the_ladder_to_apply_again() {
     assert_eq!((migration.from, migration.to), (20, SCHEMA_VERSION));
     assert_eq!(seed_version(db.conn()), i64::from(SCHEMA_VERSION));
     assert_eq!(job_count(db.conn()), 1000);
-    let (notes, extra): (i64, i64) = db
-        .conn()
-        .query_row(
-            "SELECT count(*), count(*) FILTER (extra IS NULL) FROM notes",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .expect("every note, with the column its own ALTER added");
-    assert_eq!((notes, extra), (400, 400));
+    assert_eq!(notes_with_extra(db.conn()), (400, 400));
     let text = report.to_string();
     assert!(
         text.contains("left for the ladder to apply again: 1 commit from byte"),
@@ -1150,4 +1134,15 @@ fn a_step_that_fails_on_every_source_is_refused_and_moves_nothing() {
     let db = open(&paths).expect("recovered with the fixed ladder");
     assert_eq!(seed_version(db.conn()), i64::from(SCHEMA_VERSION));
     assert_eq!(job_count(db.conn()), 100);
+}
+
+/// The rows of `notes`, and how many have the column `extra` (added by the
+/// logged ALTER) empty.
+fn notes_with_extra(conn: &duckdb::Connection) -> (i64, i64) {
+    conn.query_row(
+        "SELECT count(*), count(*) FILTER (WHERE extra IS NULL) FROM notes",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .expect("the notes and the column their ALTER added")
 }

@@ -203,62 +203,108 @@ fn matrix(start: u32) {
 /// unreplayable step 4, each updating a quarter of the seeded rows.
 pub(crate) const LOGGED_UPDATES: u32 = 3;
 
-/// A folder at version 2 whose log holds [`LOGGED_UPDATES`] commits of
-/// owners, then step 3's commit (which creates the enum type) and step 4's
-/// (which casts to it, and which DuckDB 2.0 cannot replay, not even through
-/// ATTACH: the type is in the log, not in the database file from which a
-/// recovery reads the types it creates first), made by a connection with
-/// checkpoints off that is dropped without one.
-pub(crate) fn crashed_with_updates_before_step_4() -> (StateDir, String) {
-    let (folder, digest) = seeded(2);
+/// [`LOGGED_UPDATES`] commits of owners.
+fn owner_updates() -> Vec<String> {
+    (0..LOGGED_UPDATES)
+        .map(|k| format!("UPDATE items SET owner = 'owner-{k}' WHERE id % 4 = {k};"))
+        .collect()
+}
+
+/// A folder at `version` with the seeded rows, then `commits` committed
+/// by a connection with checkpoints off that is dropped without one: the
+/// log a killed service leaves.
+fn crashed_with(version: u32, commits: &[String]) -> (StateDir, String) {
+    let (folder, digest) = seeded(version);
     let paths = folder.paths();
     let conn = duckdb::Connection::open_with_flags(paths.db(), sysdb::config().expect("config"))
         .expect("open");
     conn.execute_batch(sysdb_scenarios::child::CHECKPOINTS_OFF)
         .expect("checkpoints off");
-    for k in 0..LOGGED_UPDATES {
-        conn.execute_batch(&format!(
-            "UPDATE items SET owner = 'owner-{k}' WHERE id % 4 = {k};"
-        ))
-        .expect("a logged update");
-    }
-    for version in [3, 4] {
-        let step = ladder_to(4)
-            .step(version)
-            .expect("a step")
-            .transaction_sql();
-        conn.execute_batch(&step).expect("the step's commit");
+    for commit in commits {
+        conn.execute_batch(commit)
+            .unwrap_or_else(|e| panic!("{commit}: {e}"));
     }
     drop(conn);
     assert!(paths.wal().exists(), "no write-ahead log");
     (folder, digest)
 }
 
-/// Kills at every failpoint of an open that salvages the log's commits
-/// before the unreplayable step (the whole log replayed on a copy, the
-/// read-only replays of cut copies, the copy restored), and of the
-/// recovery after each: every converged open keeps those commits.
-#[test]
-fn kill_matrix_in_a_salvage() {
+/// The SQL of step `version` of the suite's ladder, alone.
+fn step_sql(version: u32) -> String {
+    ladder_to(version)
+        .step(version)
+        .expect("a step")
+        .sql()
+        .to_owned()
+}
+
+/// A folder at version 2 whose log holds [`LOGGED_UPDATES`] commits of
+/// owners, then step 3's commit (which creates the enum type) and step 4's
+/// (which casts to it, and which DuckDB 2.0 cannot replay, not even through
+/// ATTACH: the type is in the log, not in the database file from which a
+/// recovery reads the types it creates first).
+pub(crate) fn crashed_with_updates_before_step_4() -> (StateDir, String) {
+    let mut commits = owner_updates();
+    for version in [3, 4] {
+        commits.push(
+            ladder_to(4)
+                .step(version)
+                .expect("a step")
+                .transaction_sql(),
+        );
+    }
+    crashed_with(2, &commits)
+}
+
+/// A folder at version 2 whose log holds one commit that no replay can
+/// apply, not even through ATTACH: steps 3's and 4's statements in one
+/// transaction (a cast to a type the same commit creates). Its recovery
+/// restores the database file at its last checkpoint, by copy.
+pub(crate) fn crashed_unreplayable() -> (StateDir, String) {
+    crashed_with(
+        2,
+        &[format!("BEGIN; {} {} COMMIT;", step_sql(3), step_sql(4))],
+    )
+}
+
+/// A folder at version 4 whose log holds [`LOGGED_UPDATES`] commits of
+/// owners, a table with `CHECK (trim(note) <> '')` and an ALTER of it
+/// (which DuckDB 2.0's plain open cannot replay, ATTACH can), then step 5's
+/// statement committed alone, without its version row, as a service's own
+/// ladder that runs its DDL outside the transaction of its version row
+/// leaves it when killed between the two.
+pub(crate) fn crashed_with_a_torn_step_5() -> (StateDir, String) {
+    let mut commits = owner_updates();
+    commits
+        .push("CREATE TABLE notes (id INTEGER, note VARCHAR CHECK (trim(note) <> ''));".to_owned());
+    commits.push("ALTER TABLE notes ADD COLUMN extra INTEGER;".to_owned());
+    commits.push(step_sql(5));
+    crashed_with(4, &commits)
+}
+
+/// The kill matrix from a folder whose log holds the owners' commits:
+/// its first open must be what `start` accepts (its report and failpoint
+/// trace), and every converged open after every kill keeps those commits.
+fn matrix_over_logged_updates(
+    name: &str,
+    (folder, digest): (StateDir, String),
+    start: impl Fn(&serde_json::Value, &str) -> bool,
+) {
     let seed = seed();
-    let (folder, digest) = crashed_with_updates_before_step_4();
     let mut explorer = Explorer {
         depth: if long() { DEPTH } else { 2 },
         digest,
         owned: Some(i64::from(ROWS / 4 * LOGGED_UPDATES)),
-        tally: Tally::new("kill matrix in a salvage", seed, long()),
+        tally: Tally::new(name, seed, long()),
         rng: rand::rngs::StdRng::seed_from_u64(seed),
         started: Instant::now(),
     };
     match verify(&folder, &explorer.digest) {
         Ok(outcome) => {
             let report = outcome.report.unwrap_or_default();
-            let trace = outcome.trace.join(" ");
-            if report["restored"]["source"] != "salvaged"
-                || !trace.contains("sysdb::recover::probed")
-            {
+            if !start(&report, &outcome.trace.join(" ")) {
                 explorer.tally.failures.push(format!(
-                    "the start does not salvage through read-only replays: {report}"
+                    "the start does not open as this matrix needs: {report}"
                 ));
             }
         }
@@ -269,54 +315,19 @@ fn kill_matrix_in_a_salvage() {
     finish(&explorer.tally);
 }
 
-/// A folder at version 2 whose log holds one commit that no replay can
-/// apply, not even through ATTACH: steps 3's and 4's statements in one
-/// transaction (a cast to a type the same commit creates). Its recovery
-/// restores the database file at its last checkpoint, by copy.
-pub(crate) fn crashed_unreplayable() -> (StateDir, String) {
-    let (folder, digest) = seeded(2);
-    let paths = folder.paths();
-    let conn = duckdb::Connection::open_with_flags(paths.db(), sysdb::config().expect("config"))
-        .expect("open");
-    conn.execute_batch(sysdb_scenarios::child::CHECKPOINTS_OFF)
-        .expect("checkpoints off");
-    let ladder = ladder_to(4);
-    let sql = |v| ladder.step(v).expect("a step").sql().to_owned();
-    conn.execute_batch(&format!("BEGIN; {} {} COMMIT;", sql(3), sql(4)))
-        .expect("the unreplayable commit");
-    drop(conn);
-    assert!(paths.wal().exists(), "no write-ahead log");
-    (folder, digest)
-}
-
-/// A folder at version 4 whose log holds [`LOGGED_UPDATES`] commits of
-/// owners, a table with `CHECK (trim(note) <> '')` and an ALTER of it
-/// (which DuckDB 2.0's plain open cannot replay, ATTACH can), then step 5's
-/// statement committed alone, without its version row, as a service's own
-/// ladder that runs its DDL outside the transaction of its version row
-/// leaves it when killed between the two.
-pub(crate) fn crashed_with_a_torn_step_5() -> (StateDir, String) {
-    let (folder, digest) = seeded(4);
-    let paths = folder.paths();
-    let conn = duckdb::Connection::open_with_flags(paths.db(), sysdb::config().expect("config"))
-        .expect("open");
-    conn.execute_batch(sysdb_scenarios::child::CHECKPOINTS_OFF)
-        .expect("checkpoints off");
-    for k in 0..LOGGED_UPDATES {
-        conn.execute_batch(&format!(
-            "UPDATE items SET owner = 'owner-{k}' WHERE id % 4 = {k};"
-        ))
-        .expect("a logged update");
-    }
-    conn.execute_batch(
-        "CREATE TABLE notes (id INTEGER, note VARCHAR CHECK (trim(note) <> '')); ALTER TABLE notes ADD COLUMN extra INTEGER;",
-    )
-    .expect("a table the plain open cannot replay an ALTER of");
-    let torn = ladder_to(5).step(5).expect("step 5").sql().to_owned();
-    conn.execute_batch(&torn).expect("step 5's statement alone");
-    drop(conn);
-    assert!(paths.wal().exists(), "no write-ahead log");
-    (folder, digest)
+/// Kills at every failpoint of an open that salvages the log's commits
+/// before the unreplayable step (the whole log replayed on a copy, the
+/// read-only replays of cut copies, the copy restored), and of the
+/// recovery after each: every converged open keeps those commits.
+#[test]
+fn kill_matrix_in_a_salvage() {
+    matrix_over_logged_updates(
+        "kill matrix in a salvage",
+        crashed_with_updates_before_step_4(),
+        |report, trace| {
+            report["restored"]["source"] == "salvaged" && trace.contains("sysdb::recover::probed")
+        },
+    );
 }
 
 /// Kills at every failpoint of an open whose log replays through ATTACH
@@ -327,34 +338,16 @@ pub(crate) fn crashed_with_a_torn_step_5() -> (StateDir, String) {
 /// commits before the torn step and reaches the top.
 #[test]
 fn kill_matrix_over_a_torn_step() {
-    let seed = seed();
-    let (folder, digest) = crashed_with_a_torn_step_5();
-    let mut explorer = Explorer {
-        depth: if long() { DEPTH } else { 2 },
-        digest,
-        owned: Some(i64::from(ROWS / 4 * LOGGED_UPDATES)),
-        tally: Tally::new("kill matrix over a torn step", seed, long()),
-        rng: rand::rngs::StdRng::seed_from_u64(seed),
-        started: Instant::now(),
-    };
-    match verify(&folder, &explorer.digest) {
-        Ok(outcome) => {
-            let report = outcome.report.unwrap_or_default();
+    matrix_over_logged_updates(
+        "kill matrix over a torn step",
+        crashed_with_a_torn_step_5(),
+        |report, _| {
             let log = &report["restored"]["log"];
-            if report["restored"]["source"] != "salvaged"
-                || log["reapplied"]["commits"] != 1
-                || !log["first_failed"].is_null()
-            {
-                explorer.tally.failures.push(format!(
-                    "the start does not leave the torn step for the ladder: {report}"
-                ));
-            }
-        }
-        Err(e) => explorer.tally.failures.push(format!("the start: {e}")),
-    }
-    explorer.explore(&folder, 0, "");
-    explorer.tally.millis = explorer.started.elapsed().as_millis() as u64;
-    finish(&explorer.tally);
+            report["restored"]["source"] == "salvaged"
+                && log["reapplied"]["commits"] == 1
+                && log["first_failed"].is_null()
+        },
+    );
 }
 
 #[test]
