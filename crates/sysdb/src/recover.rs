@@ -117,23 +117,36 @@ enum Fit {
     StepFails(sysdb_schema::Error),
 }
 
-/// The write-ahead log, as the recovery read it.
+/// The write-ahead log, as the recovery read it: its framing read as a
+/// stream, never the whole log in memory.
 struct Log {
-    /// Its bytes, if it could be read.
-    bytes: Option<Vec<u8>>,
+    /// Its size, if it is there and opens.
+    size: Option<u64>,
     /// Its framing, if that reads.
     layout: Option<WalLayout>,
 }
 
 impl Log {
     fn read(paths: &Paths) -> Self {
-        let bytes = fs_err::read(paths.wal()).ok();
-        let layout = bytes.as_deref().and_then(WalLayout::parse);
-        Self { bytes, layout }
+        let Ok(file) = fs_err::File::open(paths.wal()) else {
+            return Self {
+                size: None,
+                layout: None,
+            };
+        };
+        let size = file.metadata().map(|m| m.len()).ok();
+        let layout = size.and_then(|len| match WalLayout::read(file, len) {
+            Ok(layout) => layout,
+            Err(e) => {
+                tracing::warn!(error = %e, "the write-ahead log's framing could not be read");
+                None
+            }
+        });
+        Self { size, layout }
     }
 
     fn len(&self) -> u64 {
-        self.bytes.as_ref().map_or(0, |w| w.len() as u64)
+        self.size.unwrap_or(0)
     }
 
     /// The first damaged entry after the log's last complete commit, if
@@ -154,9 +167,9 @@ impl Log {
     /// Where its prefixes are cut: after each commit where the framing
     /// reads, else after each byte (a log of a newer DuckDB's framing).
     fn cuts(&self) -> Option<Cuts<'_>> {
-        match (&self.layout, &self.bytes) {
+        match (&self.layout, self.size) {
             (Some(layout), _) => Some(Cuts::Commits(layout)),
-            (None, Some(bytes)) => Some(Cuts::Bytes(bytes.len() as u64)),
+            (None, Some(len)) => Some(Cuts::Bytes(len)),
             (None, None) => None,
         }
     }
@@ -472,7 +485,7 @@ impl Recovery<'_> {
                 error: wal_error.to_string(),
             })
         });
-        let wal = log.bytes.as_ref();
+        let wal = log.size;
         Ok(Chosen {
             built: None,
             prefix: wal.map(|_| 0),

@@ -10,6 +10,8 @@
 //! commit and ignores what follows the last one (a torn tail), but refuses
 //! the whole log when an entry's checksum does not match.
 
+use std::io::{self, Read as _};
+
 use serde::Serialize;
 
 /// The entry type that ends a commit.
@@ -67,44 +69,74 @@ impl WalLayout {
     /// Read the framing of the log `bytes`. `None` when it is not a
     /// version-2 log this reader knows (an older unframed log, an
     /// encrypted one, or a damaged header).
+    #[cfg(test)]
     pub fn parse(bytes: &[u8]) -> Option<Self> {
-        let mut r = Reader { bytes, at: 0 };
-        let header_end = r.header()?;
+        Self::read(bytes, bytes.len() as u64).unwrap_or(None)
+    }
+
+    /// Read the framing of a log of `len` bytes from `log`, as a stream:
+    /// what this holds is a buffer of [`CHUNK`] bytes and the commits' ends,
+    /// whatever the log's size, and an entry's claimed size is never
+    /// allocated. `None` when it is not a version-2 log this reader knows
+    /// (an older unframed log, an encrypted one, or a damaged header).
+    pub fn read(log: impl io::Read, len: u64) -> io::Result<Option<Self>> {
+        let mut log = io::BufReader::with_capacity(CHUNK, log);
+        // The header is a few dozen bytes; it is parsed from the start.
+        let mut start = Vec::with_capacity(HEADER_MAX);
+        (&mut log).take(HEADER_MAX as u64).read_to_end(&mut start)?;
+        let mut r = Reader {
+            bytes: &start,
+            at: 0,
+        };
+        let Some(header_end) = r.header() else {
+            return Ok(None);
+        };
+        let mut stream = Stream {
+            log: io::Read::chain(&start[header_end..], log),
+            at: header_end as u64,
+            chunk: vec![0; CHUNK],
+        };
         let mut commits = Vec::new();
-        let len = bytes.len() as u64;
         let tail = loop {
-            let frame = r.at;
-            if frame == bytes.len() {
+            let frame = stream.at;
+            if frame == len {
                 break Tail::Clean;
             }
-            let (Some(size), Some(checksum)) = (r.u64(), r.u64()) else {
-                break Tail::Uncommitted { at: frame as u64 };
+            let Some(head) = stream.exact(16)? else {
+                break Tail::Uncommitted { at: frame };
             };
-            let Some(payload) = usize::try_from(size).ok().and_then(|s| r.take(s)) else {
-                break Tail::Uncommitted { at: frame as u64 };
+            let size = u64::from_le_bytes(head[..8].try_into().unwrap_or_default());
+            let checksum = u64::from_le_bytes(head[8..].try_into().unwrap_or_default());
+            // A size beyond the end is a torn entry (or garbage): DuckDB
+            // ignores it, and it is never allocated here.
+            if size > len.saturating_sub(stream.at) {
+                break Tail::Uncommitted { at: frame };
+            }
+            let Some((computed, kind)) = stream.payload(size)? else {
+                break Tail::Uncommitted { at: frame };
             };
-            if payload.is_empty() {
+            if size == 0 {
                 break Tail::Damaged {
-                    at: frame as u64,
+                    at: frame,
                     problem: "an empty entry".to_owned(),
                 };
             }
-            let computed = duckdb_checksum(payload);
             if computed != checksum {
                 break Tail::Damaged {
-                    at: frame as u64,
+                    at: frame,
                     problem: format!(
                         "computed checksum {computed} does not match stored checksum {checksum}"
                     ),
                 };
             }
-            if entry_type(payload) == Some(WAL_FLUSH) {
-                commits.push(r.at as u64);
+            if kind == Some(WAL_FLUSH) {
+                commits.push(stream.at);
             }
         };
         // A damaged or torn entry counts from the end of the last commit:
         // the entries between belong to the transaction it is part of.
-        let uncommitted_from = commits.last().copied().unwrap_or(header_end as u64);
+        let header_end = header_end as u64;
+        let uncommitted_from = commits.last().copied().unwrap_or(header_end);
         let tail = match tail {
             Tail::Clean if uncommitted_from < len => Tail::Uncommitted {
                 at: uncommitted_from,
@@ -114,12 +146,12 @@ impl WalLayout {
             },
             other => other,
         };
-        Some(Self {
+        Ok(Some(Self {
             len,
-            header_end: header_end as u64,
+            header_end,
             commits,
             tail,
-        })
+        }))
     }
 
     /// Where a log keeping the first `kept` commits is cut.
@@ -168,6 +200,95 @@ impl Cuts<'_> {
     }
 }
 
+/// How much of the log the reader holds at once.
+const CHUNK: usize = 64 * 1024;
+/// The most the header can take: its type, its version, a database
+/// identifier of 16 bytes as varints and a checkpoint iteration.
+const HEADER_MAX: usize = 256;
+
+/// The framed entries of a log, read in chunks.
+struct Stream<R> {
+    log: R,
+    /// The offset in the log of the next byte.
+    at: u64,
+    /// The buffer, [`CHUNK`] bytes, a multiple of the checksum's word.
+    chunk: Vec<u8>,
+}
+
+impl<R: io::Read> Stream<R> {
+    /// The next `n` (at most [`CHUNK`]) bytes, or `None` where the log ends
+    /// first.
+    fn exact(&mut self, n: usize) -> io::Result<Option<&[u8]>> {
+        let mut got = 0;
+        while got < n {
+            match self.log.read(&mut self.chunk[got..n]) {
+                Ok(0) => return Ok(None),
+                Ok(k) => got += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.at += n as u64;
+        Ok(Some(&self.chunk[..n]))
+    }
+
+    /// Read a payload of `size` bytes, returning DuckDB's checksum of it and
+    /// its entry type, or `None` where the log ends first.
+    fn payload(&mut self, size: u64) -> io::Result<Option<(u64, Option<u64>)>> {
+        let mut checksum = Checksum::new();
+        let mut kind = None;
+        let mut left = size;
+        let mut first = true;
+        while left > 0 {
+            let n = usize::try_from(left.min(CHUNK as u64)).unwrap_or(CHUNK);
+            let Some(bytes) = self.exact(n)? else {
+                return Ok(None);
+            };
+            if first {
+                kind = entry_type(bytes);
+                first = false;
+            }
+            checksum.update(bytes);
+            left -= n as u64;
+        }
+        Ok(Some((checksum.finish(), kind)))
+    }
+}
+
+/// DuckDB's checksum of an entry (`src/common/checksum.cpp`): each whole
+/// 8-byte word multiplied and folded in by xor, the remainder hashed as a
+/// string; fed in pieces whose lengths are multiples of 8 but for the last.
+struct Checksum {
+    result: u64,
+    rest: Vec<u8>,
+}
+
+impl Checksum {
+    fn new() -> Self {
+        Self {
+            result: 5381,
+            rest: Vec::new(),
+        }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        let mut words = bytes.chunks_exact(8);
+        for word in &mut words {
+            let x = u64::from_le_bytes(word.try_into().unwrap_or_default());
+            self.result ^= x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        }
+        self.rest = words.remainder().to_vec();
+    }
+
+    fn finish(self) -> u64 {
+        if self.rest.is_empty() {
+            self.result
+        } else {
+            self.result ^ checksum_remainder(&self.rest)
+        }
+    }
+}
+
 /// The type of a framed entry: field 100, the first of its object.
 fn entry_type(payload: &[u8]) -> Option<u64> {
     let mut r = Reader {
@@ -177,20 +298,12 @@ fn entry_type(payload: &[u8]) -> Option<u64> {
     (r.u16()? == FIELD_TYPE).then(|| r.varint()).flatten()
 }
 
-/// DuckDB's checksum (`src/common/checksum.cpp`): each whole 8-byte word
-/// multiplied and folded in by xor, the remainder hashed as a string.
-pub(crate) fn duckdb_checksum(bytes: &[u8]) -> u64 {
-    let mut words = bytes.chunks_exact(8);
-    let mut result: u64 = 5381;
-    for word in &mut words {
-        let x = u64::from_le_bytes(word.try_into().unwrap_or_default());
-        result ^= x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    }
-    let rest = words.remainder();
-    if !rest.is_empty() {
-        result ^= checksum_remainder(rest);
-    }
-    result
+/// DuckDB's checksum of `bytes` in one piece.
+#[cfg(test)]
+fn duckdb_checksum(bytes: &[u8]) -> u64 {
+    let mut checksum = Checksum::new();
+    checksum.update(bytes);
+    checksum.finish()
 }
 
 /// The string hash DuckDB applies to the last 1–7 bytes (robin-hood
@@ -228,10 +341,6 @@ impl<'a> Reader<'a> {
 
     fn u16(&mut self) -> Option<u16> {
         Some(u16::from_le_bytes(self.take(2)?.try_into().ok()?))
-    }
-
-    fn u64(&mut self) -> Option<u64> {
-        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
     }
 
     /// An unsigned LEB128 value, as `VarIntEncode` writes it.
@@ -396,6 +505,104 @@ mod tests {
                 (got, want) => assert_eq!(got, want, "{name}"),
             }
         }
+    }
+
+    /// DuckDB's checksum in one piece, as `checksum.cpp` computes it.
+    fn one_shot(bytes: &[u8]) -> u64 {
+        let mut words = bytes.chunks_exact(8);
+        let mut result: u64 = 5381;
+        for word in &mut words {
+            let x = u64::from_le_bytes(word.try_into().expect("a word"));
+            result ^= x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        }
+        if !words.remainder().is_empty() {
+            result ^= checksum_remainder(words.remainder());
+        }
+        result
+    }
+
+    /// An entry larger than the reader's buffer is checked chunk by chunk
+    /// to the same checksum; a size that runs past the end is a torn entry,
+    /// not an allocation.
+    #[test]
+    fn entries_larger_than_the_buffer_are_read_in_chunks() {
+        let big = |len: usize| -> Vec<u8> {
+            let mut payload = FIELD_TYPE.to_le_bytes().to_vec();
+            payload.push(26);
+            payload.extend((0..len).map(|i| (i * 7 % 251) as u8));
+            payload
+        };
+        for len in [0, 5, CHUNK - 3, CHUNK, CHUNK + 1, 3 * CHUNK + 5] {
+            let payload = big(len);
+            let mut stream = Stream {
+                log: payload.as_slice(),
+                at: 0,
+                chunk: vec![0; CHUNK],
+            };
+            let (checksum, kind) = stream
+                .payload(payload.len() as u64)
+                .expect("read")
+                .expect("whole");
+            assert_eq!(checksum, one_shot(&payload), "{len}");
+            assert_eq!(kind, Some(26), "{len}");
+        }
+        let h = header();
+        let log = [h.clone(), frame(&big(3 * CHUNK + 5)), flush()].concat();
+        let layout = WalLayout::parse(&log).expect("parsed");
+        assert_eq!(layout.commits, [log.len() as u64]);
+        assert_eq!(layout.tail, Tail::Clean);
+        let torn = &log[..h.len() + CHUNK];
+        let layout = WalLayout::parse(torn).expect("parsed");
+        assert_eq!(layout.commits, Vec::<u64>::new());
+        assert_eq!(layout.tail, Tail::Uncommitted { at: h.len() as u64 });
+        let mut huge = h.clone();
+        huge.extend(u64::MAX.to_le_bytes());
+        huge.extend(0u64.to_le_bytes());
+        huge.extend([0u8; 64]);
+        let layout = WalLayout::parse(&huge).expect("parsed");
+        assert_eq!(layout.tail, Tail::Uncommitted { at: h.len() as u64 });
+    }
+
+    /// A real log whose commit is larger than the reader's buffer: read
+    /// from the file, its commit ends where a cut log still replays it.
+    #[test]
+    fn a_real_log_with_large_entries_is_read_as_a_stream() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = camino::Utf8PathBuf::try_from(dir.path().join("x.duckdb")).expect("utf8");
+        let conn = duckdb::Connection::open(&db).expect("open");
+        conn.execute_batch("CREATE TABLE t (id BIGINT, s VARCHAR); CHECKPOINT;")
+            .expect("table");
+        conn.execute_batch(sysdb_scenarios::child::CHECKPOINTS_OFF)
+            .expect("checkpoints off");
+        conn.execute_batch(
+            "INSERT INTO t SELECT i, repeat('x', 60) || i FROM range(100000) r(i); INSERT INTO t VALUES (-1, 'last');",
+        )
+        .expect("two commits");
+        drop(conn);
+        let wal = format!("{db}.wal");
+        let file = fs_err::File::open(&wal).expect("wal");
+        let len = file.metadata().expect("size").len();
+        assert!(len > 4 * CHUNK as u64, "{len} bytes");
+        let layout = WalLayout::read(file, len).expect("read").expect("parsed");
+        assert_eq!(layout.commits.len(), 2, "{layout:?}");
+        assert_eq!(layout.tail, Tail::Clean);
+        let bytes = fs_err::read(&wal).expect("read the log");
+        let mut at = usize::try_from(layout.header_end).expect("fits");
+        let mut largest = 0;
+        while at < bytes.len() {
+            let size = u64::from_le_bytes(bytes[at..at + 8].try_into().expect("a size"));
+            largest = largest.max(size);
+            at += 16 + usize::try_from(size).expect("fits");
+        }
+        assert!(largest > CHUNK as u64, "the largest entry: {largest} bytes");
+        // Cut after the first commit, DuckDB replays exactly its rows.
+        let cut = usize::try_from(layout.commits[0]).expect("fits");
+        fs_err::write(&wal, &bytes[..cut]).expect("cut");
+        let conn = duckdb::Connection::open(&db).expect("replays");
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(n, 100_000);
     }
 
     #[test]
