@@ -177,7 +177,15 @@ impl Scratch {
         }
         let db = self.fresh("types")?;
         if fs_err::hard_link(paths.db(), &db).is_err() {
-            fs_err::copy(paths.db(), &db)?;
+            // Under a temporary name: a copy cut short (a full disk) must
+            // not be taken for the database by the next replay.
+            let partial = sibling(&db, ".partial");
+            let copied = fs_err::copy(paths.db(), &partial)
+                .and_then(|_| fs_err::rename(&partial, &db));
+            if let Err(e) = copied {
+                let _ = fs_err::remove_file(&partial);
+                return Err(e);
+            }
         }
         Ok(db)
     }
@@ -324,9 +332,15 @@ impl Replayer<'_> {
     ) -> io::Result<Attempt> {
         match self {
             Replayer::InProcess(connector) => {
-                let types = scratch.types(paths)?;
+                // Without the types a replay fails only where the log
+                // needs them: a file system that can neither link nor hold a
+                // copy of the database does not stop a replay that may not.
+                let types = scratch
+                    .types(paths)
+                    .inspect_err(|e| tracing::warn!(error = %e, "the database's types could not be read for the replay; replaying without them"))
+                    .ok();
                 Ok(
-                    match replay_attached(*connector, db, Some(&types), read_only) {
+                    match replay_attached(*connector, db, types.as_deref(), read_only) {
                         Ok(()) => Attempt::Replayed(db.to_owned()),
                         Err(error) => Attempt::Failed {
                             class: classify_error(&error),
