@@ -321,6 +321,25 @@ pub(crate) fn replay_failed(class: ErrorClass) -> ReplayFailed {
     }
 }
 
+/// Whether a salvage that found the first `kept` commits of the log to
+/// replay tries the whole log once more, from a DuckDB that holds the
+/// types of the database *with* those commits: the whole log failed on a
+/// schema change (`whole`), and one of those commits creates a type
+/// (`first_type_commit`), to which a later commit may cast; the types of
+/// the database file at its last checkpoint do not hold it.
+pub(crate) fn retry_with_prefix_types(
+    whole: Option<ErrorClass>,
+    kept: usize,
+    first_type_commit: Option<usize>,
+) -> bool {
+    use sysdb_errclass::WalReplayCause;
+    whole
+        == Some(ErrorClass::WalReplay {
+            cause: WalReplayCause::Ddl,
+        })
+        && first_type_commit.is_some_and(|c| c <= kept)
+}
+
 /// What running the migration ladder on a copy of a state a recovery may
 /// restore showed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -770,6 +789,32 @@ mod tests {
         ];
         for (name, result, want) in cases {
             assert_eq!(ladder_on(&result), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_type_created_in_the_salvaged_prefix_is_held_for_a_retry() {
+        let ddl = Some(ErrorClass::WalReplay {
+            cause: WalReplayCause::Ddl,
+        });
+        let cases = [
+            ("the type created in a kept commit", ddl, 10, Some(3), true),
+            ("created in the last kept commit", ddl, 3, Some(3), true),
+            ("created in the failing commit", ddl, 10, Some(11), false),
+            ("no type created", ddl, 10, None, false),
+            (
+                "a damaged log",
+                Some(ErrorClass::WalReplay {
+                    cause: WalReplayCause::ChecksumMismatch,
+                }),
+                10,
+                Some(3),
+                false,
+            ),
+            ("the whole log was not tried", None, 10, Some(3), false),
+        ];
+        for (name, whole, kept, first, want) in cases {
+            assert_eq!(retry_with_prefix_types(whole, kept, first), want, "{name}");
         }
     }
 

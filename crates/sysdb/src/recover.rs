@@ -19,7 +19,7 @@ use crate::marker::Recovering;
 use crate::plan::file_unreadable;
 use crate::plan::{self, Found, LadderOn, OnFailure, ReplayFailed, Search, Source, Start};
 use crate::progress::{file_bytes, ProgressHook, Task};
-use crate::replay::{Attempt, Replayer, Scratch};
+use crate::replay::{Attempt, Replayer, Scratch, Types};
 use crate::report::{
     FailedCommit, LogKept, MetError, MovedFile, ProbeOutcome, Reapplied, RestoreSource, Restored,
 };
@@ -96,6 +96,8 @@ struct Tries {
     replays: u32,
     /// The first commit known not to replay.
     failed: Option<FailedCommit>,
+    /// The class of the whole log's failure to replay, where it was tried.
+    whole: Option<ErrorClass>,
 }
 
 /// What one source of [`Recovery::replay_sources`] leads to.
@@ -551,6 +553,7 @@ impl Recovery<'_> {
                     ReplayFailed::Log => {}
                 }
                 tracing::warn!(%error, "the whole write-ahead log does not replay through ATTACH either");
+                tries.whole = Some(class);
                 tries.failed = Some(FailedCommit {
                     commit: None,
                     at: log.layout.as_ref().map_or(0, |l| l.header_end),
@@ -630,6 +633,16 @@ impl Recovery<'_> {
             f.commit = first_failing;
             f.at = cuts.cut(k);
         }
+        let first_type_commit = log.layout.as_ref().and_then(|l| l.first_type_commit);
+        if plan::retry_with_prefix_types(tries.whole, k, first_type_commit) {
+            if let Some(whole) =
+                self.retry_with_prefix_types(replayer, scratch, log, &cuts, k, tries)?
+            {
+                drop(running);
+                report.phase("salvage", phase);
+                return Ok(whole);
+            }
+        }
         if k == 0 {
             report.phase("salvage", phase);
             tracing::warn!("no commit of the write-ahead log replays");
@@ -670,6 +683,52 @@ impl Recovery<'_> {
                 }
                 tracing::warn!(%error, "the salvaged prefix replayed read-only but not on the copy");
                 Ok(Next::Source)
+            }
+        }
+    }
+
+    /// The whole log, built on a copy from a DuckDB that holds the types
+    /// of the database with its first `k` commits (which replay, and one of
+    /// which creates a type): a cast to that type in a later commit binds
+    /// only so. `None` where it still does not replay.
+    fn retry_with_prefix_types(
+        &self,
+        replayer: &Replayer<'_>,
+        scratch: &Scratch,
+        log: &Log,
+        cuts: &Cuts<'_>,
+        k: usize,
+        tries: &mut Tries,
+    ) -> Result<Option<Next>> {
+        let paths = self.paths;
+        tracing::info!(
+            kept = k,
+            "replaying the whole write-ahead log again, holding the types its first commits create"
+        );
+        tries.replays += 1;
+        let types = scratch
+            .prefix_types(paths, cuts.cut(k))
+            .map_err(self.replay_error("linking, with a prefix of its log,"))?;
+        let attempt = replayer
+            .build_with(paths, scratch, None, Types::Prefix(paths, scratch, &types))
+            .map_err(self.replay_error("replaying a copy of"))?;
+        match attempt {
+            Attempt::Replayed(built) => {
+                tracing::info!(copy = %built, "the whole write-ahead log replays through ATTACH with the types its first commits create");
+                let commits = log.layout.as_ref().map(|l| l.commits.len() as u64);
+                tries.failed = None;
+                Ok(Some(Next::Chosen(Box::new(Chosen {
+                    built: Some(built),
+                    prefix: Some(cuts.count()),
+                    kept: Some(log.kept(commits, log.len(), tries.replays, None)),
+                }))))
+            }
+            Attempt::Failed { class, error } => {
+                if plan::replay_failed(class) == ReplayFailed::Environment {
+                    return Err(self.refused(class, &error, scratch));
+                }
+                tracing::debug!(%error, "the whole log does not replay with those types either");
+                Ok(None)
             }
         }
     }

@@ -31,19 +31,20 @@ const ALIAS: &str = "sysdb_replayed";
 const TYPES_ALIAS: &str = "sysdb_types";
 
 /// Replay the log beside `db` from an in-memory DuckDB that first holds the
-/// user types of `types` (the database file without its log). Read-only,
+/// user types of each of `types` in turn (the database file without its
+/// log, then with a prefix of it). Read-only,
 /// DuckDB replays it in memory and writes nothing; read-write, the replay
 /// is checkpointed into `db` and the log removed, so that `db` then holds
 /// every replayed commit by itself.
 pub(crate) fn replay_attached(
     connector: &dyn Connector,
     db: &Utf8Path,
-    types: Option<&Utf8Path>,
+    types: &[Utf8PathBuf],
     read_only: bool,
 ) -> duckdb::Result<()> {
     let conn = connector.connect_in_memory()?;
-    if let Some(types) = types {
-        mirror_types(&conn, types)?;
+    for file in types {
+        mirror_types(&conn, file)?;
     }
     let mode = if read_only { " (READ_ONLY)" } else { "" };
     conn.execute_batch(&format!(
@@ -107,6 +108,14 @@ pub(crate) fn mirror_types(
     let names = attached_types(conn);
     let mut created = Vec::new();
     for (schema, name) in names.as_deref().unwrap_or_default() {
+        let held: i64 = conn.query_row(
+            "SELECT count(*) FROM duckdb_types() WHERE database_name = 'memory' AND schema_name = ? AND type_name = ?",
+            [schema, name],
+            |r| r.get(0),
+        )?;
+        if held > 0 {
+            continue;
+        }
         let (s, n) = (sql_ident(schema), sql_ident(name));
         let made = conn.execute_batch(&format!(
             "CREATE SCHEMA IF NOT EXISTS memory.{s}; CREATE TYPE memory.{s}.{n} AS {TYPES_ALIAS}.{s}.{n};"
@@ -180,13 +189,26 @@ impl Scratch {
             // Under a temporary name: a copy cut short (a full disk) must
             // not be taken for the database by the next replay.
             let partial = sibling(&db, ".partial");
-            let copied = fs_err::copy(paths.db(), &partial)
-                .and_then(|_| fs_err::rename(&partial, &db));
+            let copied =
+                fs_err::copy(paths.db(), &partial).and_then(|_| fs_err::rename(&partial, &db));
             if let Err(e) = copied {
                 let _ = fs_err::remove_file(&partial);
                 return Err(e);
             }
         }
+        Ok(db)
+    }
+
+    /// The database file with the first `cut` bytes of its log, in
+    /// `types-prefix/`: its types are those the log's commits up to the
+    /// cut have created too (a read-only ATTACH replays that prefix in
+    /// memory, writing nothing).
+    pub fn prefix_types(&self, paths: &Paths, cut: u64) -> io::Result<Utf8PathBuf> {
+        let db = self.fresh("types-prefix")?;
+        if fs_err::hard_link(paths.db(), &db).is_err() {
+            fs_err::copy(paths.db(), &db)?;
+        }
+        write_prefix(&paths.wal(), &sibling(&db, ".wal"), cut)?;
         Ok(db)
     }
 
@@ -198,7 +220,7 @@ impl Scratch {
         let text = text
             .split_once("\n\nLINE ")
             .map_or(text, |(message, _)| message);
-        ["try", "build", "types", "ladder"]
+        ["try", "build", "types", "types-prefix", "ladder"]
             .iter()
             .fold(text.to_owned(), |text, sub| {
                 text.replace(
@@ -223,6 +245,16 @@ impl Scratch {
             }
         }
     }
+}
+
+/// Where the replaying DuckDB reads the database's user types from.
+#[derive(Clone, Copy)]
+pub(crate) enum Types<'a> {
+    /// The database file at its last checkpoint ([`Scratch::types`]).
+    Checkpoint(&'a Paths, &'a Scratch),
+    /// That, then this file, with a prefix of the log beside it
+    /// ([`Scratch::prefix_types`]).
+    Prefix(&'a Paths, &'a Scratch, &'a Utf8Path),
 }
 
 /// What one replay of a copy gave.
@@ -266,7 +298,7 @@ impl Replayer<'_> {
             }
         }
         write_prefix(&paths.wal(), &sibling(&db, ".wal"), cut)?;
-        self.replay(paths, scratch, &db, true)
+        self.replay(&db, Types::Checkpoint(paths, scratch), true)
     }
 
     /// Replay the whole log (every sidecar) in this process, read-only on
@@ -282,20 +314,32 @@ impl Replayer<'_> {
             return Ok(None);
         }
         copy_sidecars(paths, &db)?;
-        self.replay(paths, scratch, &db, true).map(Some)
+        self.replay(&db, Types::Checkpoint(paths, scratch), true)
+            .map(Some)
     }
 
     /// Build, on a copy, the database the log (cut at `cut` bytes, or
     /// whole with every sidecar) replays to, checkpointed so that the copy
     /// holds every replayed commit without a log.
     pub fn build(&self, paths: &Paths, scratch: &Scratch, cut: Option<u64>) -> io::Result<Attempt> {
+        self.build_with(paths, scratch, cut, Types::Checkpoint(paths, scratch))
+    }
+
+    /// [`build`](Self::build), the replaying DuckDB holding `types`.
+    pub fn build_with(
+        &self,
+        paths: &Paths,
+        scratch: &Scratch,
+        cut: Option<u64>,
+        types: Types<'_>,
+    ) -> io::Result<Attempt> {
         let db = scratch.fresh("build")?;
         fs_err::copy(paths.db(), &db)?;
         match cut {
             Some(cut) => write_prefix(&paths.wal(), &sibling(&db, ".wal"), cut)?,
             None => copy_sidecars(paths, &db)?,
         }
-        let attempt = self.replay(paths, scratch, &db, false)?;
+        let attempt = self.replay(&db, types, false)?;
         if let Attempt::Replayed(_) = attempt {
             let left: Vec<&str> = sysdb_snapshot::SIDECAR_SUFFIXES
                 .into_iter()
@@ -323,31 +367,30 @@ impl Replayer<'_> {
         Ok(attempt)
     }
 
-    fn replay(
-        &self,
-        paths: &Paths,
-        scratch: &Scratch,
-        db: &Utf8Path,
-        read_only: bool,
-    ) -> io::Result<Attempt> {
+    fn replay(&self, db: &Utf8Path, types: Types<'_>, read_only: bool) -> io::Result<Attempt> {
         match self {
             Replayer::InProcess(connector) => {
                 // Without the types a replay fails only where the log
                 // needs them: a file system that can neither link nor hold a
                 // copy of the database does not stop a replay that may not.
-                let types = scratch
+                let (paths, scratch, prefix) = match types {
+                    Types::Checkpoint(paths, scratch) => (paths, scratch, None),
+                    Types::Prefix(paths, scratch, file) => (paths, scratch, Some(file)),
+                };
+                let types: Vec<Utf8PathBuf> = scratch
                     .types(paths)
                     .inspect_err(|e| tracing::warn!(error = %e, "the database's types could not be read for the replay; replaying without them"))
-                    .ok();
-                Ok(
-                    match replay_attached(*connector, db, types.as_deref(), read_only) {
-                        Ok(()) => Attempt::Replayed(db.to_owned()),
-                        Err(error) => Attempt::Failed {
-                            class: classify_error(&error),
-                            error: Failure::DuckDb(error),
-                        },
+                    .ok()
+                    .into_iter()
+                    .chain(prefix.map(Utf8Path::to_owned))
+                    .collect();
+                Ok(match replay_attached(*connector, db, &types, read_only) {
+                    Ok(()) => Attempt::Replayed(db.to_owned()),
+                    Err(error) => Attempt::Failed {
+                        class: classify_error(&error),
+                        error: Failure::DuckDb(error),
                     },
-                )
+                })
             }
             Replayer::Child(probe) => {
                 let outcome = crate::probe::run(probe, db).map_err(io::Error::other)?;
@@ -459,14 +502,14 @@ mod tests {
         let plain = DuckDbConnector.connect(&db).map(drop);
         let class = plain.as_ref().err().map(classify_error);
         assert!(class.is_some_and(|c| c.is_wal_replay()), "{plain:?}");
-        replay_attached(&DuckDbConnector, &db, None, true).expect("read-only replay");
+        replay_attached(&DuckDbConnector, &db, &[], true).expect("read-only replay");
         let after = (
             fs_err::read(&db).expect("db"),
             fs_err::read(&wal).expect("wal"),
         );
         assert!(before == after, "a read-only replay changed the files");
 
-        replay_attached(&DuckDbConnector, &db, None, false).expect("replay");
+        replay_attached(&DuckDbConnector, &db, &[], false).expect("replay");
         assert!(fs_err::metadata(&wal).is_err(), "the log was checkpointed");
         let conn = DuckDbConnector.connect(&db).expect("reopen");
         let (n, cols): (i64, i64) = conn
@@ -591,7 +634,7 @@ mod tests {
                 class.is_some_and(|c| c.is_wal_replay()),
                 "{name}: {plain:?}"
             );
-            replay_attached(&zone, &db, Some(&types), false).expect(name);
+            replay_attached(&zone, &db, &[types], false).expect(name);
             let conn = zone.connect(&db).expect("reopen");
             assert_eq!(catalog_and_rows(&conn), want, "{name}");
         }

@@ -16,6 +16,8 @@ use serde::Serialize;
 
 /// The entry type that ends a commit.
 const WAL_FLUSH: u64 = 100;
+/// The entry type of a `CREATE TYPE`.
+const CREATE_TYPE: u64 = 13;
 /// The entry type of the header.
 const WAL_VERSION: u64 = 98;
 /// The field id of an entry's type.
@@ -39,6 +41,10 @@ pub struct WalLayout {
     /// Where each complete commit ends (just after its `WAL_FLUSH`), in
     /// order: a log cut at one of these replays exactly the commits up to it.
     pub commits: Vec<u64>,
+    /// The first commit (counted from 1) that creates a type, if one
+    /// does: a later commit that casts to it replays only from a DuckDB
+    /// that holds it.
+    pub first_type_commit: Option<usize>,
     /// What follows the last complete commit.
     pub tail: Tail,
 }
@@ -97,6 +103,7 @@ impl WalLayout {
             chunk: vec![0; CHUNK],
         };
         let mut commits = Vec::new();
+        let (mut creates_type, mut first_type_commit) = (false, None);
         let tail = loop {
             let frame = stream.at;
             if frame == len {
@@ -129,8 +136,13 @@ impl WalLayout {
                     ),
                 };
             }
+            creates_type |= kind == Some(CREATE_TYPE);
             if kind == Some(WAL_FLUSH) {
                 commits.push(stream.at);
+                if creates_type && first_type_commit.is_none() {
+                    first_type_commit = Some(commits.len());
+                }
+                creates_type = false;
             }
         };
         // A damaged or torn entry counts from the end of the last commit:
@@ -150,6 +162,7 @@ impl WalLayout {
             len,
             header_end,
             commits,
+            first_type_commit,
             tail,
         }))
     }

@@ -1146,3 +1146,52 @@ fn notes_with_extra(conn: &duckdb::Connection) -> (i64, i64) {
     )
     .expect("the notes and the column their ALTER added")
 }
+
+/// A service's own migration that creates an enum in one commit and casts
+/// a column to it in the next, killed before a checkpoint, with rows
+/// committed after: no replay can bind the cast from the types of the
+/// database file at its last checkpoint, so the salvage finds the commits
+/// before it; one of those creates the type, so the whole log is replayed
+/// once more from a DuckDB that holds the types of the database with those
+/// commits, and every commit is kept.
+#[test]
+fn a_type_created_earlier_in_the_log_is_held_for_its_cast() {
+    let dir = StateDir::new();
+    let paths = dir.paths();
+    at_v26_with_snapshot(&paths, 100);
+    crash_after(
+        &paths,
+        vec![
+            "CREATE TABLE tags (id INTEGER, v VARCHAR); INSERT INTO tags SELECT i, 'a' FROM range(50) r(i);".to_owned(),
+            "CREATE TYPE s.mood AS ENUM ('a', 'b');".to_owned(),
+            "ALTER TABLE tags ALTER COLUMN v SET TYPE s.mood USING v::s.mood;".to_owned(),
+            "INSERT INTO tags VALUES (50, 'b');".to_owned(),
+        ],
+    );
+    let plain = DuckDbConnector.connect(paths.db()).map(drop);
+    assert!(
+        plain
+            .as_ref()
+            .is_err_and(|e| classify_error(e).is_wal_replay()),
+        "{plain:?}"
+    );
+
+    let db = open(&paths).expect("recovered");
+    let report = db.report();
+    let restored = report.restored.as_ref().expect("restored");
+    assert_eq!(restored.source, RestoreSource::Replayed, "{report}");
+    let log = restored.log.as_ref().expect("what the log kept");
+    assert_eq!(log.commits, log.commits_kept, "{report}");
+    assert_eq!(log.first_failed, None);
+    let (rows, kind): (i64, String) = db
+        .conn()
+        .query_row(
+            "SELECT (SELECT count(*) FROM tags WHERE v IS NOT NULL), (SELECT data_type FROM duckdb_columns() WHERE table_name = 'tags' AND column_name = 'v')",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("the tags");
+    assert_eq!((rows, kind.as_str()), (51, "ENUM('a', 'b')"));
+    assert_eq!(seed_version(db.conn()), i64::from(SCHEMA_VERSION));
+    assert_eq!(job_count(db.conn()), 100);
+}

@@ -239,32 +239,27 @@ fn step_sql(version: u32) -> String {
 }
 
 /// A folder at version 2 whose log holds [`LOGGED_UPDATES`] commits of
-/// owners, then step 3's commit (which creates the enum type) and step 4's
-/// (which casts to it, and which DuckDB 2.0 cannot replay, not even through
-/// ATTACH: the type is in the log, not in the database file from which a
-/// recovery reads the types it creates first).
+/// owners, then the statements of steps 3 and 4 in one commit (a service's
+/// own: step 3 creates the enum type, step 4 casts to it), which DuckDB 2.0
+/// cannot replay, not even through ATTACH: no DuckDB holds a type the same
+/// commit creates.
 pub(crate) fn crashed_with_updates_before_step_4() -> (StateDir, String) {
     let mut commits = owner_updates();
-    for version in [3, 4] {
-        commits.push(
-            ladder_to(4)
-                .step(version)
-                .expect("a step")
-                .transaction_sql(),
-        );
-    }
+    commits.push(steps_3_and_4());
     crashed_with(2, &commits)
 }
 
 /// A folder at version 2 whose log holds one commit that no replay can
-/// apply, not even through ATTACH: steps 3's and 4's statements in one
+/// apply, not even through ATTACH: the statements of steps 3 and 4 in one
 /// transaction (a cast to a type the same commit creates). Its recovery
 /// restores the database file at its last checkpoint, by copy.
 pub(crate) fn crashed_unreplayable() -> (StateDir, String) {
-    crashed_with(
-        2,
-        &[format!("BEGIN; {} {} COMMIT;", step_sql(3), step_sql(4))],
-    )
+    crashed_with(2, &[steps_3_and_4()])
+}
+
+/// The statements of steps 3 and 4 in one commit.
+fn steps_3_and_4() -> String {
+    format!("BEGIN; {} {} COMMIT;", step_sql(3), step_sql(4))
 }
 
 /// A folder at version 4 whose log holds [`LOGGED_UPDATES`] commits of
