@@ -514,10 +514,11 @@ pub enum Error {
         cause: Box<sysdb_schema::Error>,
     },
     /// The write-ahead log could not be replayed, and the migration ladder
-    /// fails on every state a recovery could restore (the whole log, each
-    /// shorter prefix of it, the database at its last checkpoint): the step
-    /// is broken, not the database. Nothing was moved.
-    #[error("while recovering {path}: the migration ladder fails on every state a recovery could restore, so the step is broken rather than the database; nothing was moved: {cause}")]
+    /// fails on every state a recovery could restore without setting aside
+    /// a commit that writes data (the whole log, the prefixes that keep
+    /// every such commit, the database at its last checkpoint where the log
+    /// writes none). Nothing was moved.
+    #[error("while recovering {path}: the migration ladder fails on every state a recovery could restore without setting aside committed data; nothing was moved: {cause}")]
     LadderFails {
         /// The database.
         path: Utf8PathBuf,

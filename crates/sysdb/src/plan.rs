@@ -321,6 +321,15 @@ pub(crate) fn replay_failed(class: ErrorClass) -> ReplayFailed {
     }
 }
 
+/// The fewest commits of the log a recovery may keep so that the ladder
+/// completes, where `top` replay: a commit that writes data is never set
+/// aside for the ladder (only a torn migration's catalog changes, which the
+/// ladder makes again), so not fewer than `last_data_commit`; where the
+/// framing does not read (`None`), no commit that replays is set aside.
+pub(crate) fn ladder_floor(last_data_commit: Option<usize>, top: usize) -> usize {
+    last_data_commit.map_or(top, |c| c.min(top))
+}
+
 /// Whether a salvage that found the first `kept` commits of the log to
 /// replay tries the whole log once more, from a DuckDB that holds the
 /// types of the database *with* those commits: the whole log failed on a
@@ -418,12 +427,13 @@ impl Search {
     }
 
     /// A search below `bad` commits, which are known not to do (they
-    /// replay, but the ladder fails on them): the prefix one commit
-    /// shorter is tried first, as a torn migration is most often the last
-    /// thing a log holds.
-    pub fn below(bad: usize) -> Self {
+    /// replay, but the ladder fails on them), keeping at least `floor`:
+    /// `floor` is taken to do, and must be checked by the caller when the
+    /// search ends there. The prefix one commit shorter is tried first, as
+    /// a torn migration is most often the last thing a log holds.
+    pub fn below_from(floor: usize, bad: usize) -> Self {
         Self {
-            good: 0,
+            good: floor,
             bad,
             hint: bad.checked_sub(1),
         }
@@ -793,6 +803,24 @@ mod tests {
     }
 
     #[test]
+    fn a_commit_that_writes_data_is_never_set_aside_for_the_ladder() {
+        let cases = [
+            ("a torn DDL after 400 rows", Some(2), 3, 2),
+            ("no data in the log", Some(0), 3, 0),
+            ("data in the last commit", Some(3), 3, 3),
+            ("the framing does not read", None, 3, 3),
+        ];
+        for (name, last_data, top, want) in cases {
+            assert_eq!(ladder_floor(last_data, top), want, "{name}");
+        }
+        let mut s = Search::below_from(2, 3);
+        assert_eq!(s.next(), None, "nothing between the floor and the top");
+        assert_eq!(s.found(), 2);
+        s = Search::below_from(1, 5);
+        assert_eq!(s.next(), Some(4));
+    }
+
+    #[test]
     fn a_type_created_in_the_salvaged_prefix_is_held_for_a_retry() {
         let ddl = Some(ErrorClass::WalReplay {
             cause: WalReplayCause::Ddl,
@@ -820,14 +848,14 @@ mod tests {
 
     #[test]
     fn a_search_below_a_torn_step_tries_one_commit_less_first() {
-        let mut s = Search::below(401);
+        let mut s = Search::below_from(0, 401);
         assert_eq!(s.next(), Some(400));
         s.record(400, true);
         assert_eq!(s.next(), None);
         assert_eq!(s.found(), 400);
         for bad in 1..40 {
             for fits in 0..bad {
-                let mut s = Search::below(bad);
+                let mut s = Search::below_from(0, bad);
                 let mut tries = 0;
                 while let Some(k) = s.next() {
                     tries += 1;

@@ -736,8 +736,10 @@ impl Recovery<'_> {
     /// Keep `chosen` if the ladder completes on it; else, where the ladder
     /// fails on it (the log ends with a migration committed without its
     /// version row), the longest shorter prefix of the log on which the
-    /// ladder completes, down to the database at its last checkpoint. A
-    /// step that fails on all of them is a broken ladder: refused, with
+    /// ladder completes, setting aside only commits after the last that
+    /// writes data (a torn migration's catalog changes, which the ladder
+    /// makes again), down to the database at its last checkpoint where
+    /// the log writes no data. Where the ladder fails on all of them: refused, with
     /// nothing moved. Every state tried is a prefix of the log, so what
     /// is kept is always a prefix of the committed history.
     fn fit_ladder(
@@ -766,9 +768,17 @@ impl Recovery<'_> {
                 cause: Box::new(step),
             });
         };
+        // Only commits after the last that writes data may be set aside.
+        let floor = plan::ladder_floor(log.layout.as_ref().map(|l| l.last_data_commit), top);
+        if floor >= top {
+            return Err(Error::LadderFails {
+                path: paths.db().to_owned(),
+                cause: Box::new(step),
+            });
+        }
         let phase = Instant::now();
         let mut replays = chosen.kept.as_ref().map_or(0, |k| k.replays);
-        let mut search = Search::below(top);
+        let mut search = Search::below_from(floor, top);
         let at_most = u64::from(plan::replay_budget(top)) + 1;
         let running = self.options.progress.begin(Task::Salvage, Some(at_most));
         let mut tries = 0;
@@ -818,6 +828,18 @@ impl Recovery<'_> {
                     .build(paths, scratch, Some(cuts.cut(k)))
                     .map_err(self.replay_error("replaying a cut copy of"))?
                 {
+                    // The floor is taken to do without a try: check it now.
+                    Attempt::Replayed(built) if k == floor => {
+                        match self.ladder_on(&built, scratch)? {
+                            Fit::Starts => Some(built),
+                            Fit::StepFails(_) => {
+                                return Err(Error::LadderFails {
+                                    path: paths.db().to_owned(),
+                                    cause: Box::new(step),
+                                })
+                            }
+                        }
+                    }
                     Attempt::Replayed(built) => Some(built),
                     Attempt::Failed { class, error } => {
                         return Err(self.refused(class, &error, scratch))

@@ -185,17 +185,7 @@ impl Scratch {
             return Ok(db);
         }
         let db = self.fresh("types")?;
-        if fs_err::hard_link(paths.db(), &db).is_err() {
-            // Under a temporary name: a copy cut short (a full disk) must
-            // not be taken for the database by the next replay.
-            let partial = sibling(&db, ".partial");
-            let copied =
-                fs_err::copy(paths.db(), &partial).and_then(|_| fs_err::rename(&partial, &db));
-            if let Err(e) = copied {
-                let _ = fs_err::remove_file(&partial);
-                return Err(e);
-            }
-        }
+        link_or_copy(paths.db(), &db)?;
         Ok(db)
     }
 
@@ -205,9 +195,7 @@ impl Scratch {
     /// memory, writing nothing).
     pub fn prefix_types(&self, paths: &Paths, cut: u64) -> io::Result<Utf8PathBuf> {
         let db = self.fresh("types-prefix")?;
-        if fs_err::hard_link(paths.db(), &db).is_err() {
-            fs_err::copy(paths.db(), &db)?;
-        }
+        link_or_copy(paths.db(), &db)?;
         write_prefix(&paths.wal(), &sibling(&db, ".wal"), cut)?;
         Ok(db)
     }
@@ -288,11 +276,7 @@ impl Replayer<'_> {
     pub fn try_prefix(&self, paths: &Paths, scratch: &Scratch, cut: u64) -> io::Result<Attempt> {
         let db = scratch.fresh("try")?;
         match self {
-            Replayer::InProcess(_) => {
-                if fs_err::hard_link(paths.db(), &db).is_err() {
-                    fs_err::copy(paths.db(), &db)?;
-                }
-            }
+            Replayer::InProcess(_) => link_or_copy(paths.db(), &db)?,
             Replayer::Child(_) => {
                 fs_err::copy(paths.db(), &db)?;
             }
@@ -416,6 +400,21 @@ impl Replayer<'_> {
             }
         }
     }
+}
+
+/// `to` as a hard link of `from` where the file system allows, else a copy
+/// made under a temporary name: a copy cut short (a full disk) is never
+/// left where a replay would take it for the database.
+fn link_or_copy(from: &Utf8Path, to: &Utf8Path) -> io::Result<()> {
+    if fs_err::hard_link(from, to).is_ok() {
+        return Ok(());
+    }
+    let partial = sibling(to, ".partial");
+    let copied = fs_err::copy(from, &partial).and_then(|_| fs_err::rename(&partial, to));
+    if copied.is_err() {
+        let _ = fs_err::remove_file(&partial);
+    }
+    copied
 }
 
 /// Copy every sidecar of the database beside `db`.

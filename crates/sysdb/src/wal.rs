@@ -18,6 +18,9 @@ use serde::Serialize;
 const WAL_FLUSH: u64 = 100;
 /// The entry type of a `CREATE TYPE`.
 const CREATE_TYPE: u64 = 13;
+/// The entry types that write data: a sequence's value, rows inserted,
+/// deleted, updated, a row group written (`WALType` in DuckDB's source).
+const DATA: [u64; 5] = [10, 26, 27, 28, 29];
 /// The entry type of the header.
 const WAL_VERSION: u64 = 98;
 /// The field id of an entry's type.
@@ -45,6 +48,10 @@ pub struct WalLayout {
     /// does: a later commit that casts to it replays only from a DuckDB
     /// that holds it.
     pub first_type_commit: Option<usize>,
+    /// The last commit (counted from 1) that writes data (rows inserted,
+    /// deleted or updated, a sequence drawn), 0 if none does: the commits
+    /// after it change the catalog only.
+    pub last_data_commit: usize,
     /// What follows the last complete commit.
     pub tail: Tail,
 }
@@ -104,6 +111,7 @@ impl WalLayout {
         };
         let mut commits = Vec::new();
         let (mut creates_type, mut first_type_commit) = (false, None);
+        let (mut writes_data, mut last_data_commit) = (false, 0);
         let tail = loop {
             let frame = stream.at;
             if frame == len {
@@ -137,8 +145,13 @@ impl WalLayout {
                 };
             }
             creates_type |= kind == Some(CREATE_TYPE);
+            writes_data |= kind.is_some_and(|k| DATA.contains(&k));
             if kind == Some(WAL_FLUSH) {
                 commits.push(stream.at);
+                if writes_data {
+                    last_data_commit = commits.len();
+                }
+                writes_data = false;
                 if creates_type && first_type_commit.is_none() {
                     first_type_commit = Some(commits.len());
                 }
@@ -163,6 +176,7 @@ impl WalLayout {
             header_end,
             commits,
             first_type_commit,
+            last_data_commit,
             tail,
         }))
     }

@@ -1195,3 +1195,43 @@ fn a_type_created_earlier_in_the_log_is_held_for_its_cast() {
     assert_eq!(seed_version(db.conn()), i64::from(SCHEMA_VERSION));
     assert_eq!(job_count(db.conn()), 100);
 }
+
+/// A step that fails only because of rows the log committed (a unique
+/// index over a duplicate the last commit inserted) is not a torn
+/// migration: the recovery never sets a commit that writes data aside to
+/// make the ladder complete. It refuses, and every file stays as it was.
+#[test]
+fn the_ladder_never_sets_aside_a_commit_that_writes_data() {
+    let dir = StateDir::new();
+    let paths = dir.paths();
+    at_v26_with_snapshot(&paths, 100);
+    {
+        let db = SystemDb::open(&paths, &ladder_to(26), &OpenOptions::default()).expect("v26");
+        db.conn()
+            .execute_batch(
+                "CREATE TABLE notes (id INTEGER, note VARCHAR CHECK (trim(note) <> ''));",
+            )
+            .expect("notes");
+    }
+    crash_after(
+        &paths,
+        vec![
+            "INSERT INTO notes SELECT i, 'note ' || i FROM range(40) r(i);".to_owned(),
+            "ALTER TABLE notes ADD COLUMN extra INTEGER;".to_owned(),
+            "INSERT INTO jobs (id, state) VALUES (5, 'queued');".to_owned(),
+        ],
+    );
+    let before = folder_digest(&dir.state());
+    let mut steps = sysdb_scenarios::ladders::jobs_steps(26);
+    steps.push((
+        27,
+        "unique_ids".to_owned(),
+        "CREATE UNIQUE INDEX jobs_id ON jobs (id);".to_owned(),
+    ));
+    let ladder = sysdb::Ladder::new(steps).expect("a valid ladder");
+
+    let err = SystemDb::open(&paths, &ladder, &OpenOptions::default())
+        .expect_err("only the duplicate's commit lets the step complete");
+    assert!(matches!(err, Error::LadderFails { .. }), "{err:?}");
+    assert_eq!(folder_digest(&dir.state()), before, "a file was moved");
+}
