@@ -12,6 +12,8 @@
 //! - [`damage`]: bytes flipped until DuckDB refuses a file, files cut;
 //! - [`cow`]: a loop-mounted XFS with reflink, for the snapshot's
 //!   copy-on-write branch;
+//! - [`cgroup`]: a memory cgroup to run a child in, as a container's
+//!   memory limit runs a service;
 //! - [`sqlite`]: a real, empty SQLite file, the foreign file of the tests;
 //! - [`StateDir`]: a temporary `DATA_DIR` with its `state` folder;
 //! - [`connect`]: a DuckDB connection opened as sysdb opens one
@@ -22,6 +24,7 @@
 //! It depends on `sysdb-schema` and DuckDB, never on `sysdb`, so that every
 //! layer's tests can use it.
 
+pub mod cgroup;
 pub mod child;
 pub mod cow;
 pub mod damage;

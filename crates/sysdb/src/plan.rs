@@ -406,16 +406,18 @@ pub(crate) struct Search {
 impl Search {
     /// A search over a log of `commits` complete commits. `whole_failed`:
     /// replaying all of them is already known to fail (the whole log
-    /// failed, and nothing but uncommitted entries follows them); when it
-    /// is not (a damaged entry after the last commit), all of them are
-    /// tried first. The empty prefix, the database at its last checkpoint,
-    /// is taken to replay.
+    /// failed, and nothing but uncommitted entries follows them), and all
+    /// but the last are tried first, as the usual crash leaves the commit
+    /// that does not replay last (the migration step that was running);
+    /// when it is not (a damaged entry after the last commit), all of them
+    /// are tried first. The empty prefix, the database at its last
+    /// checkpoint, is taken to replay.
     pub fn new(commits: usize, whole_failed: bool) -> Self {
         if whole_failed {
             Self {
                 good: 0,
                 bad: commits,
-                hint: None,
+                hint: commits.checked_sub(1),
             }
         } else {
             Self {
@@ -451,6 +453,12 @@ impl Search {
         })
     }
 
+    /// Whether `k` is the search's first guess, tried before any result:
+    /// the prefix the usual crash keeps.
+    pub fn guessing(&self, k: usize) -> bool {
+        self.hint == Some(k)
+    }
+
     /// What replaying `commits` gave.
     pub fn record(&mut self, commits: usize, replays: bool) {
         self.hint = None;
@@ -467,8 +475,9 @@ impl Search {
     }
 }
 
-/// The most replays a search over `commits` commits may take:
-/// ⌈log2(commits)⌉, plus one for a damaged entry after the last commit.
+/// The most replays a search over `commits` commits may take: its first
+/// guess (all but the last commit, or all of them before a damaged entry),
+/// then ⌈log2(commits)⌉ halvings at most.
 pub(crate) fn replay_budget(commits: usize) -> u32 {
     commits.max(1).next_power_of_two().trailing_zeros() + 1
 }
@@ -1050,7 +1059,13 @@ mod tests {
                 if replayable < commits {
                     let (got, replays) = search(commits, true, replayable);
                     assert_eq!(got, replayable, "{commits} commits, {replayable} replay");
-                    assert!(replays < replay_budget(commits), "{commits}: {replays}");
+                    assert!(replays <= replay_budget(commits), "{commits}: {replays}");
+                    if replayable + 1 == commits {
+                        assert!(
+                            replays <= 1,
+                            "the usual crash: all but the last, one replay"
+                        );
+                    }
                 }
                 // A damaged entry after the last commit.
                 let (got, replays) = search(commits, false, replayable);

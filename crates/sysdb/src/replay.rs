@@ -43,6 +43,7 @@ pub(crate) fn replay_attached(
     read_only: bool,
 ) -> duckdb::Result<()> {
     let conn = connector.connect_in_memory()?;
+    spill_beside(&conn, db)?;
     for file in types {
         mirror_types(&conn, file)?;
     }
@@ -59,6 +60,26 @@ pub(crate) fn replay_attached(
     }
     conn.execute_batch(&format!("DETACH {ALIAS}"))?;
     conn.close().map_err(|(_, e)| e)
+}
+
+/// Where an in-memory DuckDB spills what does not fit its `memory_limit`
+/// unless told otherwise: a folder named so in the working folder.
+const IN_MEMORY_TEMP: &str = ".tmp";
+
+/// Let the in-memory DuckDB `conn` spill beside the copy `db` it replays
+/// (`<db>.tmp`, in the scratch folder), unless the service chose a
+/// `temp_directory`: the working folder of a service's container is often
+/// read-only, and a replay larger than `memory_limit` would fail there.
+fn spill_beside(conn: &duckdb::Connection, db: &Utf8Path) -> duckdb::Result<()> {
+    let dir: String =
+        conn.query_row("SELECT current_setting('temp_directory')", [], |r| r.get(0))?;
+    if dir == IN_MEMORY_TEMP {
+        conn.execute_batch(&format!(
+            "SET temp_directory = {}",
+            sql_string(&format!("{db}.tmp"))
+        ))?;
+    }
+    Ok(())
 }
 
 /// The user types of the database attached as [`TYPES_ALIAS`], as
@@ -463,6 +484,25 @@ mod tests {
     #[test]
     fn a_name_with_a_quote_is_quoted() {
         assert_eq!(sql_string("/a/it's"), "'/a/it''s'");
+    }
+
+    #[test]
+    fn a_replay_spills_beside_its_copy_unless_the_service_chose_where() {
+        let temp_of = |connector: &dyn Connector| {
+            let conn = connector.connect_in_memory().expect("in memory");
+            spill_beside(&conn, Utf8Path::new("/data/x.duckdb.replay/build/x.duckdb"))
+                .expect("set");
+            conn.query_row("SELECT current_setting('temp_directory')", [], |r| {
+                r.get::<_, String>(0)
+            })
+            .expect("read")
+        };
+        assert_eq!(
+            temp_of(&DuckDbConnector),
+            "/data/x.duckdb.replay/build/x.duckdb.tmp"
+        );
+        let chosen = crate::DuckDbSettings::new([("temp_directory", "/spill")]);
+        assert_eq!(temp_of(&chosen), "/spill");
     }
 
     fn crash(db: &Utf8Path, setup: &str, logged: &str) {

@@ -207,7 +207,9 @@ fn reliability_child() {
                     timeout: Duration::from_millis(*millis),
                 }),
         );
-    let mut outcome = match SystemDb::open(&paths, &ladder_to(TOP), &options) {
+    let settings = sysdb::DuckDbSettings::new(job.options.duckdb_settings.clone());
+    let digest_sql = job.options.digest_sql.as_deref().unwrap_or(DIGEST_SQL);
+    let mut outcome = match SystemDb::open_with(&paths, &ladder_to(TOP), &options, &settings) {
         Ok(db) => {
             let conn = db.conn();
             let outcome = Outcome {
@@ -215,7 +217,7 @@ fn reliability_child() {
                 version: sysdb::Ladder::status(&ladder_to(TOP), conn)
                     .ok()
                     .map(|s| s.current),
-                digest: conn.query_row(DIGEST_SQL, [], |r| r.get(0)).ok(),
+                digest: conn.query_row(digest_sql, [], |r| r.get(0)).ok(),
                 rows: conn
                     .query_row("SELECT count(*) FROM items", [], |r| r.get(0))
                     .ok(),

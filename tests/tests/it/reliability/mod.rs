@@ -16,6 +16,7 @@ mod faults;
 mod fuzz;
 mod kills;
 mod lazyfs;
+mod memory;
 mod power;
 
 use std::collections::BTreeMap;
@@ -121,7 +122,13 @@ pub(crate) enum End {
 
 /// Run `job` in a child process, waiting at most `timeout`.
 pub(crate) fn run(job: &Job, timeout: Duration) -> End {
-    let mut child = child::command(job)
+    run_command(child::command(job), timeout)
+}
+
+/// Run a child `command` (a job's, as [`child::command`] makes it),
+/// waiting at most `timeout`.
+pub(crate) fn run_command(mut command: Command, timeout: Duration) -> End {
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -281,6 +288,12 @@ pub(crate) struct ChildOptions {
     /// Keep the database open after the open until this file exists (at
     /// most two minutes).
     pub(crate) hold_until: Option<Utf8PathBuf>,
+    /// The service's DuckDB settings (`memory_limit`, …), for every
+    /// connection the open makes.
+    pub(crate) duckdb_settings: Vec<(String, String)>,
+    /// The query whose value is the outcome's digest, in place of
+    /// [`DIGEST_SQL`] (which holds every row in one string).
+    pub(crate) digest_sql: Option<String>,
 }
 
 /// This test binary, for children.
