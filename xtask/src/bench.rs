@@ -182,9 +182,12 @@ pub fn run(quick: bool) -> Result<(), String> {
         size.measures
             .push(migration(&base, &work, target, repetitions)?);
         if !quick && target == sizes[0] {
-            eprintln!("  salvage of a log of 1000 commits");
+            eprintln!("  salvage of a log of 1001 commits, the last failing");
             size.measures
-                .push(salvage(&base, &work, rows, repetitions)?);
+                .push(salvage(&base, &work, rows, repetitions, 1000)?);
+            eprintln!("  salvage of a log of 1001 commits, the 501st failing");
+            size.measures
+                .push(salvage(&base, &work, rows, repetitions, 500)?);
         }
         report.sizes.push(size);
         fs_err::remove_dir_all(&base).map_err(|e| e.to_string())?;
@@ -370,6 +373,11 @@ fn paths(dir: &Utf8Path) -> Paths {
     Paths::for_db(dir.join("system.duckdb")).expect("a file name")
 }
 
+/// The paths of the database `db`.
+fn paths_of(db: &str) -> Result<Paths, String> {
+    Paths::for_db(db).map_err(|e| e.to_string())
+}
+
 /// A database of at least `target` bytes at version 2, checkpointed and
 /// closed, in `dir`; its size and rows. Seeded: every run makes the same
 /// rows.
@@ -478,7 +486,7 @@ fn snapshot(base: &Utf8Path, work: &Utf8Path, reps: usize) -> Result<Measure, St
         let (secs, ()) = timed(|| cp_and_sync("never", paths.db(), &copy))?;
         m.baseline_secs.push(secs);
     }
-    m.peak_kib = Some(peak_of_take(paths.db())?);
+    m.peak_kib = Some(peak_of("take", paths.db())?);
     fs_err::remove_dir_all(&dir).map_err(|e| e.to_string())?;
     Ok(m)
 }
@@ -548,14 +556,19 @@ fn on_cow(base: &Utf8Path, mount: &Utf8Path, reps: usize) -> Result<Vec<Measure>
     Ok(vec![taking, restoring])
 }
 
-/// The child that measures the peak memory of one `take`.
-pub const PEAK_CHILD: &str = "bench-take-peak";
+/// The child that measures the peak memory of one `take` or one open.
+pub const PEAK_CHILD: &str = "bench-peak";
 
-/// Run one `take` of `db` in a process of its own; its peak RSS in KiB.
-fn peak_of_take(db: &Utf8Path) -> Result<u64, String> {
+/// The service's `memory_limit` in the child that measures an open's peak
+/// memory: the peak shows what a recovery holds beside DuckDB's own pool.
+const PEAK_MEMORY_LIMIT: &str = "256MiB";
+
+/// Run `what` (`take` or `open`) on `db` in a process of its own; its peak
+/// RSS in KiB.
+fn peak_of(what: &str, db: &Utf8Path) -> Result<u64, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let out = Command::new(exe)
-        .args([PEAK_CHILD, db.as_str()])
+        .args([PEAK_CHILD, what, db.as_str()])
         .output()
         .map_err(|e| e.to_string())?;
     String::from_utf8_lossy(&out.stdout)
@@ -563,19 +576,35 @@ fn peak_of_take(db: &Utf8Path) -> Result<u64, String> {
         .parse()
         .map_err(|e| {
             format!(
-                "{PEAK_CHILD}: {e}: {}",
+                "{PEAK_CHILD} {what}: {e}: {}",
                 String::from_utf8_lossy(&out.stderr)
             )
         })
 }
 
-/// The child half: take a snapshot of `db`, print `VmHWM` in KiB.
+/// The child half: take a snapshot of `db`, or open it as a service does
+/// with `memory_limit` [`PEAK_MEMORY_LIMIT`]; print `VmHWM` in KiB.
 pub fn peak_child(args: &[&str]) -> Result<(), String> {
-    let [db] = args else {
-        return Err(format!("usage: {PEAK_CHILD} DB"));
-    };
-    let files = sysdb_snapshot::DbFiles::new(*db).map_err(|e| e.to_string())?;
-    take(&ClosedDb::assume_closed(files)).map_err(|e| e.to_string())?;
+    match args {
+        ["take", db] => {
+            let files = sysdb_snapshot::DbFiles::new(*db).map_err(|e| e.to_string())?;
+            take(&ClosedDb::assume_closed(files)).map_err(|e| e.to_string())?;
+        }
+        ["open", db] => {
+            let settings = sysdb::DuckDbSettings::new([("memory_limit", PEAK_MEMORY_LIMIT)]);
+            let db = SystemDb::open_with(
+                &paths_of(db)?,
+                &ladder(2),
+                &OpenOptions::default(),
+                &settings,
+            )
+            .map_err(|e| e.to_string())?;
+            if db.report().restored.is_none() {
+                return Err("the open measured did not recover".to_owned());
+            }
+        }
+        _ => return Err(format!("usage: {PEAK_CHILD} take|open DB")),
+    }
     let status = fs_err::read_to_string("/proc/self/status").map_err(|e| e.to_string())?;
     let kib = status
         .lines()
@@ -641,6 +670,10 @@ fn recovery(base: &Utf8Path, work: &Utf8Path, reps: usize) -> Result<Measure, St
         m.baseline_secs.push(secs);
         fs_err::remove_dir_all(paths.dir()).map_err(|e| e.to_string())?;
     }
+    let paths = crashed(base, work, "recovery")?;
+    m.peak_kib = Some(peak_of("open", paths.db())?);
+    m.note = Some(format!("memory_limit {PEAK_MEMORY_LIMIT} for the peak"));
+    fs_err::remove_dir_all(paths.dir()).map_err(|e| e.to_string())?;
     Ok(m)
 }
 
@@ -688,18 +721,33 @@ fn migration(
     Ok(m)
 }
 
-/// 5. The salvage of a log of 1000 commits (about 13 MiB) ended by one that
-///    does not replay: every one of the 1000 kept, in at most
-///    ⌈log2(1001)⌉ + 2 = 12 replays of copies, vs one open replaying those
-///    1000 commits (the same files, the log cut after the last of them).
-fn salvage(base: &Utf8Path, work: &Utf8Path, rows: i64, reps: usize) -> Result<Measure, String> {
+/// 5. The salvage of a log of 1001 commits (about 13 MiB): 1000 of 180
+///    rows and one that does not replay, last (the usual crash: the
+///    migration step that was running) or after the first `failing`
+///    commits of rows (the rows after it then replay no more). Every
+///    commit before it is kept, in at most [`salvage_bound`] replays of
+///    copies (2 for the usual crash), vs one open replaying those commits
+///    (the same files, the log cut after the last of them).
+fn salvage(
+    base: &Utf8Path,
+    work: &Utf8Path,
+    rows: i64,
+    reps: usize,
+    failing: i64,
+) -> Result<Measure, String> {
     const COMMITS: i64 = 1000;
     const ROWS_EACH: i64 = 180;
-    const MOST_REPLAYS: u32 = 12;
+    let usual = failing == COMMITS;
+    let most_replays = if usual { 2 } else { salvage_bound(COMMITS + 1) };
     let mut m = Measure {
-        name: "salvage",
-        subject: "SystemDb::open salvaging 1000 of 1001 commits",
-        baseline: "open replaying the 1000 commits",
+        name: if usual { "salvage" } else { "salvage-mid" },
+        subject: if usual {
+            "SystemDb::open salvaging 1000 of 1001 commits"
+        } else {
+            "SystemDb::open salvaging the commits before a failing one"
+        },
+        baseline: "open replaying the commits kept",
+        goal: usual.then_some(3.0),
         ..Measure::default()
     };
     let ladder = ladder(2);
@@ -712,31 +760,41 @@ fn salvage(base: &Utf8Path, work: &Utf8Path, rows: i64, reps: usize) -> Result<M
             )
         })
         .collect();
-    stages.push(format!("BEGIN; {UNREPLAYABLE} COMMIT;"));
+    let failing_at = usize::try_from(failing).map_err(|e| e.to_string())?;
+    stages.insert(failing_at, format!("BEGIN; {UNREPLAYABLE} COMMIT;"));
     let count = |conn: &Connection| {
         conn.query_row("SELECT count(*) FROM items", [], |r| r.get::<_, i64>(0))
             .map_err(|e| e.to_string())
     };
+    let want = rows + failing * ROWS_EACH;
     let mut most = 0;
-    for _ in 0..reps {
-        // The baseline's folder made first: its database is replaced below
-        // by the crashed one.
-        let plain = paths(&fresh(base, work, "salvage-plain")?);
-        let paths = paths(&fresh(base, work, "salvage")?);
+    let mut log_bytes = 0;
+    // The crashed folder, and a copy of it cut after the commits kept (the
+    // baseline's); not timed.
+    let crash = |name: &str| -> Result<(Paths, Paths), String> {
+        let plain = paths(&fresh(base, work, &format!("{name}-plain"))?);
+        let paths = paths(&fresh(base, work, name)?);
         take(&ClosedDb::assume_closed(paths.files().clone())).map_err(|e| e.to_string())?;
         let sizes = crash::crash(paths.db(), Death::Kill, &stages)?;
-        let log = fs_err::read(paths.wal()).map_err(|e| e.to_string())?;
-        // The baseline's files, before the subject moves any.
         fs_err::copy(paths.db(), plain.db()).map_err(|e| e.to_string())?;
-        let good = usize::try_from(sizes[usize::try_from(COMMITS - 1).expect("fits")])
-            .map_err(|e| e.to_string())?;
-        fs_err::write(plain.wal(), &log[..good]).map_err(|e| e.to_string())?;
+        let good = sizes[failing_at
+            .checked_sub(1)
+            .ok_or("no commit before the failing one")?];
+        let log = fs_err::File::open(paths.wal()).map_err(|e| e.to_string())?;
+        let mut cut = fs_err::File::create(plain.wal()).map_err(|e| e.to_string())?;
+        std::io::copy(&mut std::io::Read::take(log, good), &mut cut).map_err(|e| e.to_string())?;
         for file in [plain.db().to_owned(), plain.wal()] {
             fs_err::File::open(file)
                 .and_then(|f| f.sync_all())
                 .map_err(|e| e.to_string())?;
         }
-
+        Ok((paths, plain))
+    };
+    for _ in 0..reps {
+        let (paths, plain) = crash("salvage")?;
+        log_bytes = fs_err::metadata(paths.wal())
+            .map_err(|e| e.to_string())?
+            .len();
         let (secs, db) = timed(|| {
             SystemDb::open(&paths, &ladder, &OpenOptions::default()).map_err(|e| e.to_string())
         })?;
@@ -746,17 +804,16 @@ fn salvage(base: &Utf8Path, work: &Utf8Path, rows: i64, reps: usize) -> Result<M
             .as_ref()
             .and_then(|r| r.log.clone())
             .ok_or("the salvage measure did not salvage")?;
-        let want = rows + COMMITS * ROWS_EACH;
-        if kept.commits_kept != Some(COMMITS as u64) || count(db.conn())? != want {
+        if kept.commits_kept != Some(failing as u64) || count(db.conn())? != want {
             return Err(format!(
-                "the salvage kept {:?} of {COMMITS} commits, {} of {want} rows",
+                "the salvage kept {:?} of {failing} commits, {} of {want} rows",
                 kept.commits_kept,
                 count(db.conn())?
             ));
         }
-        if kept.replays > MOST_REPLAYS {
+        if kept.replays > most_replays {
             return Err(format!(
-                "the salvage took {} replays, more than {MOST_REPLAYS}",
+                "the salvage took {} replays, more than {most_replays}",
                 kept.replays
             ));
         }
@@ -773,11 +830,28 @@ fn salvage(base: &Utf8Path, work: &Utf8Path, rows: i64, reps: usize) -> Result<M
         m.baseline_secs.push(secs);
         fs_err::remove_dir_all(paths.dir()).map_err(|e| e.to_string())?;
         fs_err::remove_dir_all(plain.dir()).map_err(|e| e.to_string())?;
-        m.note = Some(format!(
-            "a log of {:.1} MiB, {} commits: all {COMMITS} kept, at most {most} replays (bound {MOST_REPLAYS})",
-            log.len() as f64 / MIB as f64,
-            COMMITS + 1
-        ));
     }
+    let (paths, plain) = crash("salvage")?;
+    m.peak_kib = Some(peak_of("open", paths.db())?);
+    fs_err::remove_dir_all(paths.dir()).map_err(|e| e.to_string())?;
+    fs_err::remove_dir_all(plain.dir()).map_err(|e| e.to_string())?;
+    m.note = Some(format!(
+        "a log of {:.1} MiB, {} commits, commit {} fails: all {failing} before it kept, at most {most} replays (bound {most_replays}); memory_limit {PEAK_MEMORY_LIMIT} for the peak",
+        log_bytes as f64 / MIB as f64,
+        COMMITS + 1,
+        failing + 1
+    ));
     Ok(m)
+}
+
+/// The most replays of copies a salvage of a log of `commits` may take:
+/// the whole log, the first guess (all but the last commit), ⌈log2⌉
+/// halvings, the build of the prefix found.
+fn salvage_bound(commits: i64) -> u32 {
+    u64::try_from(commits)
+        .unwrap_or(1)
+        .max(1)
+        .next_power_of_two()
+        .trailing_zeros()
+        + 3
 }
