@@ -948,7 +948,7 @@ fn on_a_terminal_each_long_step_shows_its_progress_and_what_it_did() {
     for drawn in [
         "   salvage [",
         "replays at most",
-        "   salvage 5 replay(s) in ",
+        "   salvage 1 replay(s) in ",
         "checkpoint in ",
         "  snapshot ",
         "   migrate 1 step(s) in ",

@@ -1039,9 +1039,9 @@ mod tests {
             let mut tries = 0;
             while let Some(k) = s.next() {
                 tries += 1;
-                s.record(k, replays(cuts.cut(k)));
+                s.record(k, replays(cuts.cut(k).expect("a byte cut")));
             }
-            let kept = cuts.cut(s.found());
+            let kept = cuts.cut(s.found()).expect("a byte cut");
             let whole = ends.iter().filter(|e| **e <= kept).count();
             assert_eq!(
                 whole, failing,

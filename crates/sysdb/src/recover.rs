@@ -122,6 +122,8 @@ enum Fit {
 /// The write-ahead log, as the recovery read it: its framing read as a
 /// stream, never the whole log in memory.
 struct Log {
+    /// Where it is.
+    path: Utf8PathBuf,
     /// Its size, if it is there and opens.
     size: Option<u64>,
     /// Its framing, if that reads.
@@ -130,8 +132,10 @@ struct Log {
 
 impl Log {
     fn read(paths: &Paths) -> Self {
-        let Ok(file) = fs_err::File::open(paths.wal()) else {
+        let path = paths.wal();
+        let Ok(file) = fs_err::File::open(&path) else {
             return Self {
+                path,
                 size: None,
                 layout: None,
             };
@@ -144,7 +148,7 @@ impl Log {
                 None
             }
         });
-        Self { size, layout }
+        Self { path, size, layout }
     }
 
     fn len(&self) -> u64 {
@@ -170,7 +174,7 @@ impl Log {
     /// reads, else after each byte (a log of a newer DuckDB's framing).
     fn cuts(&self) -> Option<Cuts<'_>> {
         match (&self.layout, self.size) {
-            (Some(layout), _) => Some(Cuts::Commits(layout)),
+            (Some(layout), _) => Some(Cuts::Commits(layout, &self.path)),
             (None, Some(len)) => Some(Cuts::Bytes(len)),
             (None, None) => None,
         }
@@ -430,6 +434,12 @@ impl Recovery<'_> {
         Ok(chosen)
     }
 
+    /// Where the log keeping `k` of `cuts` is cut.
+    fn cut(&self, cuts: Cuts<'_>, k: usize) -> Result<u64> {
+        cuts.cut(k)
+            .map_err(self.replay_error("reading the write-ahead log's framing beside"))
+    }
+
     fn replay_error(&self, doing: &'static str) -> impl FnOnce(std::io::Error) -> Error {
         let path = self.paths.db().to_owned();
         move |source| Error::Replay {
@@ -603,13 +613,13 @@ impl Recovery<'_> {
             tries.replays += 1;
             salvage_replays += 1;
             running.advance(salvage_replays);
-            let build = whole_failed
-                && search.guessing(k)
-                && !plan::replay_read_only_first(db_bytes, cuts.cut(k));
+            let cut = self.cut(cuts, k)?;
+            let build =
+                whole_failed && search.guessing(k) && !plan::replay_read_only_first(db_bytes, cut);
             let attempt = if build {
-                replayer.build(paths, scratch, Some(cuts.cut(k)))
+                replayer.build(paths, scratch, Some(cut))
             } else {
-                replayer.try_prefix(paths, scratch, cuts.cut(k))
+                replayer.try_prefix(paths, scratch, cut)
             }
             .map_err(self.replay_error("replaying a cut copy of"))?;
             #[cfg(feature = "failpoints")]
@@ -635,7 +645,7 @@ impl Recovery<'_> {
                     search.record(k, false);
                     tries.failed = Some(FailedCommit {
                         commit: cuts.commits(k),
-                        at: cuts.cut(k - 1),
+                        at: self.cut(cuts, k - 1)?,
                         error: scratch.as_original(&error.to_string(), paths),
                     });
                 }
@@ -647,7 +657,7 @@ impl Recovery<'_> {
             // Its error came from a longer prefix (or the whole log); the
             // search showed where it starts.
             f.commit = first_failing;
-            f.at = cuts.cut(k);
+            f.at = self.cut(cuts, k)?;
         }
         let first_type_commit = log.layout.as_ref().and_then(|l| l.first_type_commit);
         if plan::retry_with_prefix_types(tries.whole, k, first_type_commit) {
@@ -676,7 +686,7 @@ impl Recovery<'_> {
                 tries.replays += 1;
                 running.advance(salvage_replays + 1);
                 replayer
-                    .build(paths, scratch, Some(cuts.cut(k)))
+                    .build(paths, scratch, Some(self.cut(cuts, k)?))
                     .map_err(self.replay_error("replaying a cut copy of"))?
             }
         };
@@ -694,7 +704,7 @@ impl Recovery<'_> {
                     prefix: Some(k),
                     kept: Some(log.kept(
                         cuts.commits(k),
-                        cuts.cut(k),
+                        self.cut(cuts, k)?,
                         tries.replays,
                         tries.failed.clone(),
                     )),
@@ -730,7 +740,7 @@ impl Recovery<'_> {
         );
         tries.replays += 1;
         let types = scratch
-            .prefix_types(paths, cuts.cut(k))
+            .prefix_types(paths, self.cut(*cuts, k)?)
             .map_err(self.replay_error("linking, with a prefix of its log,"))?;
         let attempt = replayer
             .build_with(paths, scratch, None, Types::Prefix(paths, scratch, &types))
@@ -812,7 +822,7 @@ impl Recovery<'_> {
             tries += 1;
             running.advance(tries);
             let attempt = replayer
-                .build(paths, scratch, Some(cuts.cut(k)))
+                .build(paths, scratch, Some(self.cut(cuts, k)?))
                 .map_err(self.replay_error("replaying a cut copy of"))?;
             in_build = None;
             let fits = match attempt {
@@ -839,7 +849,7 @@ impl Recovery<'_> {
         let k = search.found();
         let reapplied = Reapplied {
             commits: cuts.commits(top).zip(cuts.commits(k)).map(|(a, b)| a - b),
-            at: cuts.cut(k),
+            at: self.cut(cuts, k)?,
             error: step.to_string(),
         };
         let built = match in_build {
@@ -848,7 +858,7 @@ impl Recovery<'_> {
             _ => {
                 replays += 1;
                 match replayer
-                    .build(paths, scratch, Some(cuts.cut(k)))
+                    .build(paths, scratch, Some(self.cut(cuts, k)?))
                     .map_err(self.replay_error("replaying a cut copy of"))?
                 {
                     // The floor is taken to do without a try: check it now.
@@ -885,7 +895,7 @@ impl Recovery<'_> {
         }
         tracing::warn!(kept = k, of = top, "keeping the longest prefix of the log on which the migration ladder completes; the ladder applies the torn step again");
         let first_failed = chosen.kept.and_then(|k| k.first_failed);
-        let mut kept = log.kept(cuts.commits(k), cuts.cut(k), replays, first_failed);
+        let mut kept = log.kept(cuts.commits(k), self.cut(cuts, k)?, replays, first_failed);
         kept.reapplied = Some(reapplied);
         Ok(Chosen {
             built,

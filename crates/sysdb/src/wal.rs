@@ -10,7 +10,9 @@
 //! commit and ignores what follows the last one (a torn tail), but refuses
 //! the whole log when an entry's checksum does not match.
 
-use std::io::{self, Read as _};
+use std::io::{self, Read as _, Seek as _};
+
+use camino::Utf8Path;
 
 use serde::Serialize;
 
@@ -41,9 +43,9 @@ pub struct WalLayout {
     pub len: u64,
     /// Where the header ends: a log cut here holds no commit.
     pub header_end: u64,
-    /// Where each complete commit ends (just after its `WAL_FLUSH`), in
-    /// order: a log cut at one of these replays exactly the commits up to it.
-    pub commits: Vec<u64>,
+    /// Where the complete commits end (just after each `WAL_FLUSH`): a log
+    /// cut at one of these replays exactly the commits up to it.
+    pub commits: Commits,
     /// The first commit (counted from 1) that creates a type, if one
     /// does: a later commit that casts to it replays only from a DuckDB
     /// that holds it.
@@ -93,6 +95,11 @@ impl WalLayout {
     /// allocated. `None` when it is not a version-2 log this reader knows
     /// (an older unframed log, an encrypted one, or a damaged header).
     pub fn read(log: impl io::Read, len: u64) -> io::Result<Option<Self>> {
+        Self::read_marking(log, len, MARKS)
+    }
+
+    /// [`read`](Self::read), holding at most `2 * marks` commit ends.
+    fn read_marking(log: impl io::Read, len: u64, marks: usize) -> io::Result<Option<Self>> {
         let mut log = io::BufReader::with_capacity(CHUNK, log);
         // The header is a few dozen bytes; it is parsed from the start.
         let mut start = Vec::with_capacity(HEADER_MAX);
@@ -109,7 +116,7 @@ impl WalLayout {
             at: header_end as u64,
             chunk: vec![0; CHUNK],
         };
-        let mut commits = Vec::new();
+        let mut commits = Commits::new(marks);
         let (mut creates_type, mut first_type_commit) = (false, None);
         let (mut writes_data, mut last_data_commit) = (false, 0);
         let tail = loop {
@@ -161,7 +168,7 @@ impl WalLayout {
         // A damaged or torn entry counts from the end of the last commit:
         // the entries between belong to the transaction it is part of.
         let header_end = header_end as u64;
-        let uncommitted_from = commits.last().copied().unwrap_or(header_end);
+        let uncommitted_from = commits.last.unwrap_or(header_end);
         let tail = match tail {
             Tail::Clean if uncommitted_from < len => Tail::Uncommitted {
                 at: uncommitted_from,
@@ -181,11 +188,96 @@ impl WalLayout {
         }))
     }
 
-    /// Where a log keeping the first `kept` commits is cut.
-    pub fn cut(&self, kept: usize) -> u64 {
-        match kept {
-            0 => self.header_end,
-            n => self.commits[n - 1],
+    /// Where a log keeping the first `kept` commits is cut: from the
+    /// nearest commit end held, the framing of `log` (this log) is read
+    /// again up to it.
+    pub fn cut(&self, kept: usize, log: &Utf8Path) -> io::Result<u64> {
+        let (mut counted, from) = self.commits.mark(kept);
+        let mut at = from.unwrap_or(self.header_end);
+        if counted == kept {
+            return Ok(at);
+        }
+        let mut log = io::BufReader::with_capacity(4096, fs_err::File::open(log)?);
+        log.seek(io::SeekFrom::Start(at))?;
+        let mut head = [0u8; 16 + 3];
+        while counted < kept {
+            log.read_exact(&mut head)?;
+            let size = u64::from_le_bytes(head[..8].try_into().unwrap_or_default());
+            if entry_type(&head[16..]) == Some(WAL_FLUSH) {
+                counted += 1;
+            }
+            at += 16 + size;
+            log.seek(io::SeekFrom::Start(at))?;
+        }
+        Ok(at)
+    }
+}
+
+/// How many commit ends a [`Commits`] holds at most, twice over: 64 KiB.
+const MARKS: usize = 4096;
+
+/// Where a log's commits end, in memory that does not grow with the log:
+/// every commit's end while there are fewer than `2 * marks`, then every
+/// `stride`-th (the stride doubling each time the marks fill up); the rest
+/// are found again by reading the framing from the nearest mark
+/// ([`WalLayout::cut`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Commits {
+    /// How many there are.
+    count: usize,
+    /// The end of every commit this far apart is held.
+    stride: usize,
+    /// `marks[i]`: the end of commit `(i + 1) * stride`.
+    marks: Vec<u64>,
+    /// The end of the last commit.
+    last: Option<u64>,
+    /// The most marks held before they are thinned.
+    most: usize,
+}
+
+impl Commits {
+    fn new(marks: usize) -> Self {
+        Self {
+            count: 0,
+            stride: 1,
+            marks: Vec::new(),
+            last: None,
+            most: 2 * marks.max(1),
+        }
+    }
+
+    /// The next commit ends at `end`.
+    fn push(&mut self, end: u64) {
+        self.count += 1;
+        self.last = Some(end);
+        if self.count % self.stride == 0 {
+            self.marks.push(end);
+            if self.marks.len() == self.most {
+                // Keep the end of every (2 * stride)-th commit.
+                self.marks = self.marks.iter().skip(1).step_by(2).copied().collect();
+                self.stride *= 2;
+            }
+        }
+    }
+
+    /// How many complete commits the log holds.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// The largest number of commits, at most `k`, whose end is held, and
+    /// that end (`None` for none: the header's end).
+    fn mark(&self, k: usize) -> (usize, Option<u64>) {
+        let k = k.min(self.count);
+        if k == self.count && self.last.is_some() {
+            return (k, self.last);
+        }
+        match (k / self.stride)
+            .checked_sub(1)
+            .and_then(|i| self.marks.get(i))
+        {
+            Some(end) => (k / self.stride * self.stride, Some(*end)),
+            None => (0, None),
         }
     }
 }
@@ -195,8 +287,8 @@ impl WalLayout {
 /// so a byte prefix replays the commits it holds whole).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Cuts<'a> {
-    /// After the first `k` commits.
-    Commits(&'a WalLayout),
+    /// After the first `k` commits of the log at this path.
+    Commits(&'a WalLayout, &'a Utf8Path),
     /// After the first `k` bytes of a log of this many.
     Bytes(u64),
 }
@@ -205,23 +297,23 @@ impl Cuts<'_> {
     /// The largest `k`: the whole log.
     pub fn count(&self) -> usize {
         match self {
-            Cuts::Commits(layout) => layout.commits.len(),
+            Cuts::Commits(layout, _) => layout.commits.len(),
             Cuts::Bytes(len) => usize::try_from(*len).unwrap_or(usize::MAX),
         }
     }
 
     /// Where the log keeping `k` is cut.
-    pub fn cut(&self, k: usize) -> u64 {
+    pub fn cut(&self, k: usize) -> io::Result<u64> {
         match self {
-            Cuts::Commits(layout) => layout.cut(k),
-            Cuts::Bytes(_) => k as u64,
+            Cuts::Commits(layout, log) => layout.cut(k, log),
+            Cuts::Bytes(_) => Ok(k as u64),
         }
     }
 
     /// The commits a log keeping `k` holds, where that is known.
     pub fn commits(&self, k: usize) -> Option<u64> {
         match self {
-            Cuts::Commits(_) => Some(k as u64),
+            Cuts::Commits(..) => Some(k as u64),
             Cuts::Bytes(_) => None,
         }
     }
@@ -452,6 +544,50 @@ mod tests {
         h
     }
 
+    /// Where each commit of the log `bytes` ends, as [`WalLayout::cut`]
+    /// finds it in a file holding them.
+    fn ends(layout: &WalLayout, bytes: &[u8]) -> Vec<u64> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = camino::Utf8PathBuf::try_from(dir.path().join("log")).expect("utf8");
+        fs_err::write(&path, bytes).expect("write");
+        (1..=layout.commits.len())
+            .map(|k| layout.cut(k, &path).expect("cut"))
+            .collect()
+    }
+
+    /// However many commits a log holds, the reader holds at most `2 *
+    /// marks` of their ends, and every cut is found again exactly.
+    #[test]
+    fn the_commit_ends_held_do_not_grow_with_the_log() {
+        let mut log = header();
+        let mut want = Vec::new();
+        for i in 0..1000 {
+            log.extend(entry(26));
+            if i % 3 == 0 {
+                log.extend(entry(20));
+            }
+            log.extend(flush());
+            want.push(log.len() as u64);
+        }
+        let header_end = header().len() as u64;
+        for marks in [1, 2, 3, 16, MARKS] {
+            let layout = WalLayout::read_marking(log.as_slice(), log.len() as u64, marks)
+                .expect("read")
+                .expect("parsed");
+            assert!(
+                layout.commits.marks.len() < 2 * marks,
+                "{marks}: {:?}",
+                layout.commits
+            );
+            assert_eq!(layout.commits.len(), 1000, "{marks}");
+            assert_eq!(ends(&layout, &log), want, "{marks}");
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = camino::Utf8PathBuf::try_from(dir.path().join("log")).expect("utf8");
+            fs_err::write(&path, &log).expect("write");
+            assert_eq!(layout.cut(0, &path).expect("cut"), header_end);
+        }
+    }
+
     #[test]
     fn the_checksum_is_duckdbs() {
         // The empty input and one word, by hand from checksum.cpp; the
@@ -521,7 +657,7 @@ mod tests {
         for (name, bytes, commits, tail) in cases {
             let layout = WalLayout::parse(&bytes).unwrap_or_else(|| panic!("{name}: unparsed"));
             let commits: Vec<u64> = commits.into_iter().map(n).collect();
-            assert_eq!(layout.commits, commits, "{name}");
+            assert_eq!(ends(&layout, &bytes), commits, "{name}");
             assert_eq!(layout.header_end, n(h.len()), "{name}");
             assert_eq!(layout.len, n(bytes.len()), "{name}");
             match (&layout.tail, &tail) {
@@ -576,11 +712,11 @@ mod tests {
         let h = header();
         let log = [h.clone(), frame(&big(3 * CHUNK + 5)), flush()].concat();
         let layout = WalLayout::parse(&log).expect("parsed");
-        assert_eq!(layout.commits, [log.len() as u64]);
+        assert_eq!(ends(&layout, &log), [log.len() as u64]);
         assert_eq!(layout.tail, Tail::Clean);
         let torn = &log[..h.len() + CHUNK];
         let layout = WalLayout::parse(torn).expect("parsed");
-        assert_eq!(layout.commits, Vec::<u64>::new());
+        assert_eq!(ends(&layout, torn), Vec::<u64>::new());
         assert_eq!(layout.tail, Tail::Uncommitted { at: h.len() as u64 });
         let mut huge = h.clone();
         huge.extend(u64::MAX.to_le_bytes());
@@ -623,7 +759,7 @@ mod tests {
         }
         assert!(largest > CHUNK as u64, "the largest entry: {largest} bytes");
         // Cut after the first commit, DuckDB replays exactly its rows.
-        let cut = usize::try_from(layout.commits[0]).expect("fits");
+        let cut = usize::try_from(layout.cut(1, Utf8Path::new(&wal)).expect("cut")).expect("fits");
         fs_err::write(&wal, &bytes[..cut]).expect("cut");
         let conn = duckdb::Connection::open(&db).expect("replays");
         let n: i64 = conn
