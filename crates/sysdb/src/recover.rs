@@ -98,9 +98,6 @@ struct Tries {
     failed: Option<FailedCommit>,
     /// The class of the whole log's failure to replay, where it was tried.
     whole: Option<ErrorClass>,
-    /// The salvage's first guess (a number of commits), built beside the
-    /// whole log's replay, and what that gave.
-    guess: Option<(usize, Attempt)>,
 }
 
 /// What one source of [`Recovery::replay_sources`] leads to.
@@ -471,8 +468,7 @@ impl Recovery<'_> {
         for source in sources {
             let next = match source {
                 Source::Replay if damaged.is_none() => {
-                    let salvage_next = sources.contains(&Source::Salvage);
-                    self.replay_whole(replayer, scratch, log, salvage_next, &mut tries, report)?
+                    self.replay_whole(replayer, scratch, log, &mut tries, report)?
                 }
                 Source::Replay => {
                     tries.failed = damaged.clone();
@@ -510,73 +506,37 @@ impl Recovery<'_> {
     }
 
     /// The whole log, replayed on a copy (read-only on a hard link first,
-    /// where the database is large beside its log). Where a salvage would come next (`salvage_next`), its first guess
-    /// (all commits but the last) is built at the same time, from the same
-    /// in-memory DuckDB, where a copy is cheap beside a replay: the usual
-    /// crash then costs the time of one replay here and none in the
-    /// salvage.
+    /// where the database is large beside its log).
     fn replay_whole(
         &self,
         replayer: &Replayer<'_>,
         scratch: &Scratch,
         log: &Log,
-        salvage_next: bool,
         tries: &mut Tries,
         report: &mut OpenReport,
     ) -> Result<Next> {
         let paths = self.paths;
         let phase = Instant::now();
         tracing::info!(db = %paths.db(), "replaying the whole write-ahead log on a copy, through ATTACH");
+        tries.replays += 1;
         let running = self.options.progress.begin(Task::Replay, None);
         let db_bytes = fs_err::metadata(paths.db()).map_or(0, |m| m.len());
-        let whole_read_only = plan::replay_read_only_first(db_bytes, log.len());
-        let guess = match (salvage_next, log.cuts()) {
-            (true, Some(cuts @ Cuts::Commits(..))) => Search::new(cuts.count(), true)
-                .next()
-                .map(|k| self.cut(cuts, k).map(|cut| (k, cut)))
-                .transpose()?
-                .filter(|(k, cut)| *k > 0 && !plan::replay_read_only_first(db_bytes, *cut)),
-            _ => None,
+        let tried = if plan::replay_read_only_first(db_bytes, log.len()) {
+            replayer
+                .try_whole(paths, scratch)
+                .map_err(self.replay_error("replaying a linked copy of"))?
+        } else {
+            None
         };
-        let mut paired = None;
-        if let Some((k, cut)) = guess {
-            if let Some((whole, guessed)) = replayer
-                .whole_and_guess(paths, scratch, whole_read_only, cut)
-                .map_err(self.replay_error("replaying copies of"))?
-            {
-                tries.replays += 2;
-                tries.guess = Some((k, guessed));
-                paired = Some(whole);
-            }
-        }
-        let attempt = match paired {
-            // Built on a copy already.
-            Some(whole) if !whole_read_only => whole,
-            paired => {
-                let tried = match paired {
-                    Some(whole) => Some(whole),
-                    None => {
-                        tries.replays += 1;
-                        if whole_read_only {
-                            replayer
-                                .try_whole(paths, scratch)
-                                .map_err(self.replay_error("replaying a linked copy of"))?
-                        } else {
-                            None
-                        }
-                    }
-                };
-                match tried {
-                    Some(failed @ Attempt::Failed { .. }) => failed,
-                    replayed_or_not_tried => {
-                        if replayed_or_not_tried.is_some() {
-                            tries.replays += 1;
-                        }
-                        replayer
-                            .build(paths, scratch, None)
-                            .map_err(self.replay_error("replaying a copy of"))?
-                    }
+        let attempt = match tried {
+            Some(failed @ Attempt::Failed { .. }) => failed,
+            replayed_or_not_tried => {
+                if replayed_or_not_tried.is_some() {
+                    tries.replays += 1;
                 }
+                replayer
+                    .build(paths, scratch, None)
+                    .map_err(self.replay_error("replaying a copy of"))?
             }
         };
         drop(running);
@@ -650,27 +610,18 @@ impl Recovery<'_> {
         let db_bytes = fs_err::metadata(paths.db()).map_or(0, |m| m.len());
         let mut built = None;
         while let Some(k) = search.next() {
-            // Built beside the whole log's replay, and counted there.
-            let guessed = tries.guess.take().filter(|(g, _)| *g == k);
-            if guessed.is_none() {
-                tries.replays += 1;
-            }
+            tries.replays += 1;
             salvage_replays += 1;
             running.advance(salvage_replays);
             let cut = self.cut(cuts, k)?;
-            let build = guessed.is_some()
-                || whole_failed
-                    && search.guessing(k)
-                    && !plan::replay_read_only_first(db_bytes, cut);
-            let attempt = match guessed {
-                Some((_, guessed)) => guessed,
-                None if build => replayer
-                    .build(paths, scratch, Some(cut))
-                    .map_err(self.replay_error("replaying a cut copy of"))?,
-                None => replayer
-                    .try_prefix(paths, scratch, cut)
-                    .map_err(self.replay_error("replaying a cut copy of"))?,
-            };
+            let build =
+                whole_failed && search.guessing(k) && !plan::replay_read_only_first(db_bytes, cut);
+            let attempt = if build {
+                replayer.build(paths, scratch, Some(cut))
+            } else {
+                replayer.try_prefix(paths, scratch, cut)
+            }
+            .map_err(self.replay_error("replaying a cut copy of"))?;
             #[cfg(feature = "failpoints")]
             fail::fail_point!("sysdb::recover::probed");
             match attempt {
@@ -717,7 +668,7 @@ impl Recovery<'_> {
                 report.phase("salvage", phase);
                 return Ok(whole);
             }
-            // That replay may have replaced the first guess's copy.
+            // That replay was built where the first guess was.
             built = None;
         }
         if k == 0 {

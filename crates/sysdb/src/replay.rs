@@ -26,9 +26,6 @@ use crate::{Connector, Failure, Paths, Probe, ProbeOutcome};
 /// The alias the replayed database is attached under.
 const ALIAS: &str = "sysdb_replayed";
 
-/// The alias of the second of two replays at once.
-const SECOND_ALIAS: &str = "sysdb_replayed_too";
-
 /// The alias the database file without its log is attached under, to read
 /// its user types.
 const TYPES_ALIAS: &str = "sysdb_types";
@@ -45,76 +42,24 @@ pub(crate) fn replay_attached(
     types: &[Utf8PathBuf],
     read_only: bool,
 ) -> duckdb::Result<()> {
-    let conn = replaying(connector, db, types)?;
-    attach_replay(&conn, db, ALIAS, read_only)?;
-    conn.close().map_err(|(_, e)| e)
-}
-
-/// Two replays at once, `(copy, read-only)` each, on two connections (and
-/// two threads) of one in-memory DuckDB that holds `types`: they share the
-/// service's `memory_limit` as one replay would, and take the time of the
-/// longer where the machine has a core for each. The outer error is the
-/// in-memory DuckDB's own (it could not start or read the types).
-pub(crate) fn replay_attached_pair(
-    connector: &dyn Connector,
-    (first, first_read_only): (&Utf8Path, bool),
-    (second, second_read_only): (&Utf8Path, bool),
-    types: &[Utf8PathBuf],
-) -> duckdb::Result<(duckdb::Result<()>, duckdb::Result<()>)> {
-    let conn = replaying(connector, first, types)?;
-    let other = conn.try_clone()?;
-    let (a, b) = std::thread::scope(|scope| {
-        let b = scope.spawn(move || {
-            attach_replay(&other, second, SECOND_ALIAS, second_read_only)?;
-            other.close().map_err(|(_, e)| e)
-        });
-        let a = attach_replay(&conn, first, ALIAS, first_read_only);
-        let b = b.join().unwrap_or_else(|_| {
-            Err(duckdb::Error::InvalidParameterName(
-                "the second replay's thread panicked".to_owned(),
-            ))
-        });
-        (a, b)
-    });
-    conn.close().map_err(|(_, e)| e)?;
-    Ok((a, b))
-}
-
-/// The in-memory DuckDB a replay of the copy `db` runs in, spilling beside
-/// it and holding the user types of each of `types`.
-fn replaying(
-    connector: &dyn Connector,
-    db: &Utf8Path,
-    types: &[Utf8PathBuf],
-) -> duckdb::Result<duckdb::Connection> {
     let conn = connector.connect_in_memory()?;
     spill_beside(&conn, db)?;
     for file in types {
         mirror_types(&conn, file)?;
     }
-    Ok(conn)
-}
-
-/// ATTACH `db` as `alias` from `conn` (DuckDB replays its log), checkpoint
-/// it unless read-only, DETACH it.
-fn attach_replay(
-    conn: &duckdb::Connection,
-    db: &Utf8Path,
-    alias: &str,
-    read_only: bool,
-) -> duckdb::Result<()> {
     let mode = if read_only { " (READ_ONLY)" } else { "" };
     conn.execute_batch(&format!(
-        "ATTACH {} AS {alias}{mode}",
+        "ATTACH {} AS {ALIAS}{mode}",
         sql_string(db.as_str())
     ))?;
     if !read_only {
         // FORCE: checkpoint even where DuckDB finds nothing new to write.
         // A log it ignored whole (torn at its first entry) may still be
         // left beside the copy; `Replayer::build` refuses such a copy.
-        conn.execute_batch(&format!("FORCE CHECKPOINT {alias}"))?;
+        conn.execute_batch(&format!("FORCE CHECKPOINT {ALIAS}"))?;
     }
-    conn.execute_batch(&format!("DETACH {alias}"))
+    conn.execute_batch(&format!("DETACH {ALIAS}"))?;
+    conn.close().map_err(|(_, e)| e)
 }
 
 /// Where an in-memory DuckDB spills what does not fit its `memory_limit`
@@ -284,7 +229,7 @@ impl Scratch {
         let text = text
             .split_once("\n\nLINE ")
             .map_or(text, |(message, _)| message);
-        ["try", "build", "guess", "types", "types-prefix", "ladder"]
+        ["try", "build", "types", "types-prefix", "ladder"]
             .iter()
             .fold(text.to_owned(), |text, sub| {
                 text.replace(
@@ -393,72 +338,38 @@ impl Replayer<'_> {
         cut: Option<u64>,
         types: Types<'_>,
     ) -> io::Result<Attempt> {
-        let db = copy_to(paths, scratch, "build", cut)?;
+        let db = scratch.fresh("build")?;
+        fs_err::copy(paths.db(), &db)?;
+        match cut {
+            Some(cut) => write_prefix(&paths.wal(), &sibling(&db, ".wal"), cut)?,
+            None => copy_sidecars(paths, &db)?,
+        }
         let attempt = self.replay(&db, types, false)?;
-        built(&db, scratch, attempt)
-    }
-
-    /// The whole log (every sidecar; read-only on a hard link of the
-    /// database where `whole_read_only`, else built on a copy in `build/`)
-    /// and the log cut at `cut` built on a copy in `guess/`, replayed at
-    /// once by [`replay_attached_pair`]: the whole log's replay, and the
-    /// salvage's first guess should it fail. `None` where this replayer
-    /// runs in the child, or the file system cannot link.
-    pub fn whole_and_guess(
-        &self,
-        paths: &Paths,
-        scratch: &Scratch,
-        whole_read_only: bool,
-        cut: u64,
-    ) -> io::Result<Option<(Attempt, Attempt)>> {
-        let Replayer::InProcess(connector) = self else {
-            return Ok(None);
-        };
-        let whole = if whole_read_only {
-            let db = scratch.fresh("try")?;
-            if fs_err::hard_link(paths.db(), &db).is_err() {
-                return Ok(None);
+        if let Attempt::Replayed(_) = attempt {
+            let left: Vec<&str> = sysdb_snapshot::SIDECAR_SUFFIXES
+                .into_iter()
+                .filter(|s| fs_err::metadata(sibling(&db, s)).is_ok_and(|m| m.len() > 0))
+                .collect();
+            if !left.is_empty() {
+                return Ok(Attempt::Failed {
+                    class: ErrorClass::Unknown,
+                    error: Failure::Text(format!(
+                        "the replayed copy {db} still has a write-ahead log ({}) after its checkpoint",
+                        left.join(", ")
+                    )),
+                });
             }
-            copy_sidecars(paths, &db)?;
-            db
-        } else {
-            copy_to(paths, scratch, "build", None)?
-        };
-        let guess = copy_to(paths, scratch, "guess", Some(cut))?;
-        let types: Vec<Utf8PathBuf> = scratch
-            .types(paths)
-            .inspect_err(|e| tracing::warn!(error = %e, "the database's types could not be read for the replay; replaying without them"))
-            .ok()
-            .into_iter()
-            .collect();
-        let attempt = |db: &Utf8Path, result: duckdb::Result<()>| match result {
-            Ok(()) => Attempt::Replayed(db.to_owned()),
-            Err(error) => Attempt::Failed {
-                class: classify_error(&error),
-                error: Failure::DuckDb(error),
-            },
-        };
-        let (a, b) = match replay_attached_pair(
-            *connector,
-            (&whole, whole_read_only),
-            (&guess, false),
-            &types,
-        ) {
-            Ok(pair) => pair,
-            Err(error) => {
-                let failed = || Attempt::Failed {
-                    class: classify_error(&error),
-                    error: Failure::Text(error.to_string()),
-                };
-                return Ok(Some((failed(), failed())));
+            // The copy's bytes, then its name in `build/` and that of
+            // `build/` in the scratch folder: a recovery marker will name
+            // the copy, and a power cut must not leave the marker without
+            // it. (The scratch folder's own name is synced with the
+            // marker, in the same folder.)
+            fs_err::File::open(&db)?.sync_all()?;
+            for dir in [self_dir(&db), scratch.dir()] {
+                sysdb_snapshot::sync_dir(dir).map_err(io::Error::other)?;
             }
-        };
-        let a = match whole_read_only {
-            true => attempt(&whole, a),
-            false => built(&whole, scratch, attempt(&whole, a))?,
-        };
-        let b = built(&guess, scratch, attempt(&guess, b))?;
-        Ok(Some((a, b)))
+        }
+        Ok(attempt)
     }
 
     fn replay(&self, db: &Utf8Path, types: Types<'_>, read_only: bool) -> io::Result<Attempt> {
@@ -510,54 +421,6 @@ impl Replayer<'_> {
             }
         }
     }
-}
-
-/// A copy of the database in the scratch subfolder `sub`, with its log cut
-/// at `cut` bytes, or whole with every sidecar.
-fn copy_to(
-    paths: &Paths,
-    scratch: &Scratch,
-    sub: &str,
-    cut: Option<u64>,
-) -> io::Result<Utf8PathBuf> {
-    let db = scratch.fresh(sub)?;
-    fs_err::copy(paths.db(), &db)?;
-    match cut {
-        Some(cut) => write_prefix(&paths.wal(), &sibling(&db, ".wal"), cut)?,
-        None => copy_sidecars(paths, &db)?,
-    }
-    Ok(db)
-}
-
-/// What a replay of the copy `db` that checkpoints gave: where it
-/// replayed, the copy holds every replayed commit without a log, and is
-/// durable under its name.
-fn built(db: &Utf8Path, scratch: &Scratch, attempt: Attempt) -> io::Result<Attempt> {
-    if let Attempt::Replayed(_) = attempt {
-        let left: Vec<&str> = sysdb_snapshot::SIDECAR_SUFFIXES
-            .into_iter()
-            .filter(|s| fs_err::metadata(sibling(db, s)).is_ok_and(|m| m.len() > 0))
-            .collect();
-        if !left.is_empty() {
-            return Ok(Attempt::Failed {
-                class: ErrorClass::Unknown,
-                error: Failure::Text(format!(
-                    "the replayed copy {db} still has a write-ahead log ({}) after its checkpoint",
-                    left.join(", ")
-                )),
-            });
-        }
-        // The copy's bytes, then its name in its subfolder and that of
-        // the subfolder in the scratch folder: a recovery marker will
-        // name the copy, and a power cut must not leave the marker
-        // without it. (The scratch folder's own name is synced with
-        // the marker, in the same folder.)
-        fs_err::File::open(db)?.sync_all()?;
-        for dir in [self_dir(db), scratch.dir()] {
-            sysdb_snapshot::sync_dir(dir).map_err(io::Error::other)?;
-        }
-    }
-    Ok(attempt)
 }
 
 /// `to` as a hard link of `from` where the file system allows, else a copy
@@ -650,60 +513,6 @@ mod tests {
             .expect("checkpoints off");
         conn.execute_batch(logged).expect("logged");
         drop(conn);
-    }
-
-    /// Two replays at once, from one in-memory DuckDB, give what each
-    /// gives alone: a log whose last commit no DuckDB replays (a cast to a
-    /// type the same commit creates) fails whole, read-only, and its prefix
-    /// without that commit is built into a copy that holds every row of the
-    /// commits before it and no log.
-    #[test]
-    fn two_replays_at_once_give_what_each_gives_alone() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let root = Utf8PathBuf::try_from(dir.path().to_owned()).expect("utf8");
-        let db = root.join("x.duckdb");
-        crash(
-            &db,
-            "CREATE TABLE t (id INTEGER); CREATE SCHEMA s; CREATE TABLE tags (state VARCHAR); INSERT INTO tags VALUES ('new');",
-            "INSERT INTO t SELECT range FROM range(1000); INSERT INTO t SELECT range FROM range(1000, 2500); \
-             BEGIN; CREATE TYPE s.st AS ENUM ('new'); ALTER TABLE tags ALTER COLUMN state SET TYPE s.st USING state::s.st; COMMIT;",
-        );
-        let wal = sibling(&db, ".wal");
-        let len = fs_err::metadata(&wal).expect("log").len();
-        let layout = crate::wal::WalLayout::read(fs_err::File::open(&wal).expect("log"), len)
-            .expect("read")
-            .expect("framed");
-        assert_eq!(layout.commits.len(), 3);
-        let cut = layout.cut(2, &wal).expect("cut");
-        let copy = |name: &str, cut: u64| {
-            fs_err::create_dir(root.join(name)).expect("folder");
-            let to = root.join(name).join("x.duckdb");
-            fs_err::copy(&db, &to).expect("copy");
-            write_prefix(&wal, &sibling(&to, ".wal"), cut).expect("log");
-            to
-        };
-        let (whole, guess) = (copy("whole", len), copy("guess", cut));
-        let whole_before = fs_err::read(&whole).expect("read");
-
-        let (a, b) = replay_attached_pair(&DuckDbConnector, (&whole, true), (&guess, false), &[])
-            .expect("the in-memory DuckDB");
-        let a = a.expect_err("the whole log does not replay");
-        assert!(
-            matches!(classify_error(&a), ErrorClass::WalReplay { .. }),
-            "{a}"
-        );
-        assert_eq!(
-            fs_err::read(&whole).expect("read"),
-            whole_before,
-            "read-only"
-        );
-        b.expect("the prefix replays");
-        assert!(!sibling(&guess, ".wal").exists(), "checkpointed");
-        let rows: i64 = Connection::open(&guess)
-            .expect("open")
-            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
-            .expect("count");
-        assert_eq!(rows, 2500);
     }
 
     /// A log DuckDB 2.0's plain open cannot replay (the ALTER re-binds a
