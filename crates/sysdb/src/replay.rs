@@ -95,11 +95,18 @@ fn leave_headroom(conn: &duckdb::Connection) -> duckdb::Result<()> {
     let limit = |conn: &duckdb::Connection| -> duckdb::Result<String> {
         conn.query_row("SELECT current_setting('memory_limit')", [], |r| r.get(0))
     };
-    let default = limit(&duckdb::Connection::open_in_memory_with_flags(
-        crate::connect::config()?,
-    )?)?;
-    if limit(conn)? == default {
-        if let Some(bytes) = human_bytes(&default) {
+    // DuckDB's default follows the machine's (or the container's) memory,
+    // which does not change while the process runs: read once.
+    static DEFAULT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let default = match DEFAULT.get() {
+        Some(default) => default,
+        None => {
+            let fresh = duckdb::Connection::open_in_memory_with_flags(crate::connect::config()?)?;
+            DEFAULT.get_or_init(|| limit(&fresh).unwrap_or_default())
+        }
+    };
+    if limit(conn)? == *default {
+        if let Some(bytes) = human_bytes(default) {
             conn.execute_batch(&format!("SET memory_limit = '{}KiB'", bytes / 2 / 1024))?;
         }
     }
@@ -124,7 +131,7 @@ fn human_bytes(text: &str) -> Option<u64> {
         _ => return None,
     };
     let value: f64 = number.parse().ok()?;
-    (value.is_finite() && value >= 0.0).then(|| (value * scale as f64) as u64)
+    (value.is_finite() && value >= 0.0).then_some((value * scale as f64) as u64)
 }
 
 /// The user types of the database attached as [`TYPES_ALIAS`], as
