@@ -443,7 +443,7 @@ pub fn check(global: &Global, args: &CheckArgs) -> Result<u8, Error> {
                 ));
             }
             if would.is_empty() {
-                would.push("nothing: the database opens at the ladder's top".to_owned());
+                would.push("open it at the ladder's top, with nothing to do".to_owned());
             }
             let value = serde_json::to_value(report).unwrap_or_default();
             let value = serde_json::from_str(&real(&value.to_string())).unwrap_or_default();
