@@ -321,6 +321,16 @@ pub(crate) fn replay_failed(class: ErrorClass) -> ReplayFailed {
     }
 }
 
+/// Whether a prefix that failed when built on a copy (replayed, then
+/// checkpointed into the copy) is known not to replay: only where the
+/// failure is DuckDB's replay of the log. A failure after the replay (a
+/// checkpoint that did not complete, a log left beside the copy) says
+/// nothing of the replay, which is then tried read-only before any commit
+/// is taken not to replay.
+pub(crate) fn build_failed_in_replay(class: ErrorClass) -> bool {
+    matches!(class, ErrorClass::WalReplay { .. })
+}
+
 /// The fewest commits of the log a recovery may keep so that the ladder
 /// completes, where `top` replay: a commit that writes data is never set
 /// aside for the ladder (only a torn migration's catalog changes, which the
@@ -965,6 +975,20 @@ mod tests {
         }
         for class in [ErrorClass::CorruptDatabase, ErrorClass::NotADatabase] {
             assert_eq!(replay_failed(class), ReplayFailed::File, "{class}");
+        }
+    }
+
+    #[test]
+    fn only_a_replay_failure_of_a_build_says_the_prefix_does_not_replay() {
+        for cause in [WalReplayCause::Ddl, WalReplayCause::Other] {
+            assert!(build_failed_in_replay(ErrorClass::WalReplay { cause }));
+        }
+        for class in [
+            ErrorClass::Unknown,
+            ErrorClass::Io,
+            ErrorClass::CorruptDatabase,
+        ] {
+            assert!(!build_failed_in_replay(class), "{class}");
         }
     }
 

@@ -614,14 +614,30 @@ impl Recovery<'_> {
             salvage_replays += 1;
             running.advance(salvage_replays);
             let cut = self.cut(cuts, k)?;
-            let build =
+            let mut build =
                 whole_failed && search.guessing(k) && !plan::replay_read_only_first(db_bytes, cut);
-            let attempt = if build {
+            let mut attempt = if build {
                 replayer.build(paths, scratch, Some(cut))
             } else {
                 replayer.try_prefix(paths, scratch, cut)
             }
             .map_err(self.replay_error("replaying a cut copy of"))?;
+            if let Attempt::Failed { class, .. } = &attempt {
+                let class = *class;
+                if build
+                    && plan::replay_failed(class) == ReplayFailed::Log
+                    && !plan::build_failed_in_replay(class)
+                {
+                    // The build failed after its replay: whether the
+                    // prefix replays is asked read-only (what replays so
+                    // is built again at the end of the search).
+                    tries.replays += 1;
+                    build = false;
+                    attempt = replayer
+                        .try_prefix(paths, scratch, cut)
+                        .map_err(self.replay_error("replaying a cut copy of"))?;
+                }
+            }
             #[cfg(feature = "failpoints")]
             fail::fail_point!("sysdb::recover::probed");
             match attempt {
