@@ -670,12 +670,6 @@ fn truncate_until_refused(db: &Utf8Path) -> Result<(u64, u64), String> {
 // ---------------------------------------------------------------------------
 // Generation and checking.
 
-fn root() -> Utf8PathBuf {
-    sysdb_scenarios::manifest_dir!()
-        .parent()
-        .map_or_else(|| Utf8PathBuf::from("."), Utf8Path::to_owned)
-}
-
 /// The class of a plain DuckDB open of `db`, made on a copy of its folder
 /// so that the fixture itself is not touched, and whether a failed open
 /// changed the database file.
@@ -777,7 +771,7 @@ fn make(scenario: &Scenario, out: &Utf8Path, duckdb: &str) -> Result<Manifest, S
 
 /// `cargo xtask fixtures`.
 pub fn generate() -> Result<(), String> {
-    let fixtures = root().join("fixtures");
+    let fixtures = crate::root().join("fixtures");
     if fixtures.exists() {
         fs_err::remove_dir_all(&fixtures).map_err(|e| e.to_string())?;
     }
@@ -808,7 +802,7 @@ fn walk_size(dir: &Utf8Path) -> Result<u64, String> {
 
 /// `cargo xtask fixtures --check`.
 pub fn check() -> Result<(), String> {
-    let fixtures = root().join("fixtures");
+    let fixtures = crate::root().join("fixtures");
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
     let temp = utf8(tmp.path())?;
     let fresh = make_all(&temp)?;

@@ -3,6 +3,7 @@
 mod bench;
 mod crash;
 mod fixtures;
+mod python;
 mod reliability;
 
 use std::process::ExitCode;
@@ -33,12 +34,29 @@ Commands:
                     table and writes every sample to <target>/bench/latest.json.
                     --quick: 16 MiB, 3 repetitions, in the profile at hand; it
                     checks that the harness works, not the timings
+  python [-- PYTEST_ARGS]
+                    build the Python package's wheel (maturin, the dev
+                    profile and this target folder: no second compile of
+                    DuckDB), install it in a virtualenv made from
+                    python/requirements/test.txt, and run python/tests with
+                    pytest; the services run on that DuckDB and on the one of
+                    python/requirements/service-duckdb-1.txt. The virtualenvs
+                    live in $SYSDB_VENVS (default <target>/python), made
+                    again when their pins change
   help              print this help
 
 Exit codes: 0 success; 1 a scenario could not be made, the pinned DuckDB no
 longer reproduces a failure, fixtures/ is out of date, or the reliability
 suite failed; 2 usage error.
 ";
+
+/// The workspace's root folder.
+fn root() -> camino::Utf8PathBuf {
+    sysdb_scenarios::manifest_dir!().parent().map_or_else(
+        || camino::Utf8PathBuf::from("."),
+        camino::Utf8Path::to_owned,
+    )
+}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -68,6 +86,8 @@ fn main() -> ExitCode {
         },
         // The child half of a scenario (a crash); see `crash.rs`.
         [crash::CHILD, rest @ ..] => crash::child(rest),
+        ["python"] => python::run(&[]),
+        ["python", "--", rest @ ..] => python::run(rest),
         _ => {
             eprintln!("error: unknown command `{}`\n\n{HELP}", args.join(" "));
             return ExitCode::from(2);

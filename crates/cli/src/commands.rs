@@ -27,6 +27,17 @@ pub struct MigrateArgs {
     /// (drift): the database keeps what the old text of those steps did
     #[arg(long)]
     accept_drift: bool,
+    /// How long to wait for another process that holds the open lock
+    /// (`system.duckdb.lock`) before failing with exit code 3
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    lock_wait: Duration,
+    /// Run under the open lock of the process that started this one, when
+    /// that process holds it, instead of waiting for it: for a service that
+    /// takes the lock itself and opens the database after `migrate`, under
+    /// the same lock (the Python package's `connect`); taken as usual when
+    /// no such process holds it
+    #[arg(long)]
+    inherit_lock: bool,
 }
 
 /// `--probe` and its timeout, for `migrate` and `check`.
@@ -66,7 +77,8 @@ pub fn migrate(global: &Global, args: &MigrateArgs) -> Result<u8, Error> {
     let ladder = global.require_ladder()?;
     let probe = args.probe.probe(global)?;
     let options = OpenOptions::default()
-        .lock_wait(LOCK_WAIT)
+        .lock_wait(args.lock_wait)
+        .inherit_lock(args.inherit_lock)
         .probe(probe)
         .accept_drift(args.accept_drift)
         .storage_version(global.storage_version())

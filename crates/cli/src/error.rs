@@ -87,6 +87,21 @@ impl Error {
         }
     }
 
+    /// The process that holds the database, for exit code 3, when known.
+    pub fn holder_pid(&self) -> Option<u32> {
+        match self {
+            Error::Sysdb(e) => match **e {
+                sysdb::Error::Locked { pid, .. } => pid,
+                sysdb::Error::Open {
+                    class: sysdb::ErrorClass::Locked { pid },
+                    ..
+                } => pid,
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     /// The next step for the operator, where the message alone does not
     /// say it.
     pub fn hint(&self) -> Option<&'static str> {

@@ -197,6 +197,7 @@ fn main() -> ExitCode {
                     "caused_by": &chain[1..],
                     "hint": e.hint(),
                     "exit_code": e.exit_code(),
+                    "holder_pid": e.holder_pid(),
                 });
                 println!("{value}");
             } else {

@@ -165,6 +165,14 @@ pub struct OpenOptions {
     /// read, snapshot, steps, replays, salvage, restore): nowhere by
     /// default.
     pub progress: ProgressHook,
+    /// Run under the open lock of the process that started this one
+    /// (directly or not) when that process holds it, instead of waiting
+    /// for it: for a service that takes `system.duckdb.lock` itself, runs
+    /// the open in a child (`sysdb migrate --inherit-lock`, as the Python
+    /// package does), and opens the database once the child is done, under
+    /// the same lock. The holder must keep the lock until the child ends.
+    /// Where no ancestor holds it, the lock is taken as usual.
+    pub inherit_lock: bool,
 }
 
 impl Default for OpenOptions {
@@ -176,6 +184,7 @@ impl Default for OpenOptions {
             probe: None,
             storage_version: StorageVersion::default(),
             progress: ProgressHook::none(),
+            inherit_lock: false,
         }
     }
 }
@@ -216,6 +225,12 @@ impl OpenOptions {
         self.progress = hook;
         self
     }
+
+    /// See [`OpenOptions::inherit_lock`](#structfield.inherit_lock).
+    pub fn inherit_lock(mut self, inherit: bool) -> Self {
+        self.inherit_lock = inherit;
+        self
+    }
 }
 
 /// An open system database at the ladder's top version.
@@ -247,7 +262,7 @@ impl SystemDb {
         let started = Instant::now();
         let mut report = OpenReport::new(paths.db());
         let phase = Instant::now();
-        let lock = lock(paths, options.lock_wait)?;
+        let lock = take_lock(paths, options.lock_wait, options.inherit_lock)?;
         report.phase("lock", phase);
         tracing::debug!(lock = %paths.lock(), "took the open lock");
         #[cfg(feature = "failpoints")]
@@ -367,11 +382,21 @@ pub fn error_chain(error: &dyn std::error::Error) -> Vec<String> {
 /// files (a manual snapshot, an operator's recovery) that must not run
 /// while a service opens or migrates the database.
 pub fn lock(paths: &Paths, wait: Duration) -> Result<OpenLock> {
+    take_lock(paths, wait, false)
+}
+
+/// [`lock`], or with `inherit` the lock of a process this one descends
+/// from where that one holds it ([`OpenOptions::inherit_lock`]).
+fn take_lock(paths: &Paths, wait: Duration, inherit: bool) -> Result<OpenLock> {
     fs_err::create_dir_all(paths.dir()).map_err(|source| Error::Folder {
         path: paths.dir().to_owned(),
         cause: source,
     })?;
-    lock::acquire(&paths.lock(), wait)
+    if inherit {
+        lock::acquire_or_inherit(&paths.lock(), wait)
+    } else {
+        lock::acquire(&paths.lock(), wait)
+    }
 }
 
 /// Who holds the open lock now: `None` when nobody does, `Some(pid)` (the

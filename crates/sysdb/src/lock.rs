@@ -14,17 +14,22 @@ const RETRY: Duration = Duration::from_millis(25);
 
 /// An exclusive `flock` on `system.duckdb.lock`, held until dropped. The
 /// file holds the holder's pid, for the error the next process gets; a
-/// clean release empties it again.
+/// clean release empties it again. Or the proof that a process this one
+/// descends from holds it ([`OpenOptions::inherit_lock`](crate::OpenOptions::inherit_lock)),
+/// which then has nothing to release.
 #[derive(Debug)]
 pub struct OpenLock {
-    file: fs_err::File,
+    /// `None`: held by an ancestor.
+    file: Option<fs_err::File>,
 }
 
 impl Drop for OpenLock {
     fn drop(&mut self) {
         // Still locked here: the flock goes with the descriptor, after this.
         // A failure only leaves a pid that `holder` sees is no longer alive.
-        let _ = self.file.set_len(0);
+        if let Some(file) = &self.file {
+            let _ = file.set_len(0);
+        }
     }
 }
 
@@ -69,7 +74,42 @@ pub(crate) fn acquire(path: &Utf8Path, wait: Duration) -> Result<OpenLock> {
         .and_then(|_| file.write_all(format!("{:>10}\n", std::process::id()).as_bytes()))
         .and_then(|()| file.set_len(PID_LINE))
         .map_err(io_error)?;
-    Ok(OpenLock { file })
+    Ok(OpenLock { file: Some(file) })
+}
+
+/// Run under the lock of this process or of one it descends from, when
+/// that process holds it (and has written its pid); take it as [`acquire`]
+/// does otherwise. The holder must keep it until this process ends: a
+/// service that takes the lock itself and then runs `sysdb migrate
+/// --inherit-lock`, or the probe child an open starts.
+pub(crate) fn acquire_or_inherit(path: &Utf8Path, wait: Duration) -> Result<OpenLock> {
+    if let Some(Some(holder)) = holder_now(path) {
+        if lineage().any(|pid| pid == holder) {
+            tracing::debug!(lock = %path, holder, "running under the open lock of a process this one descends from");
+            return Ok(OpenLock { file: None });
+        }
+    }
+    acquire(path, wait)
+}
+
+/// This process, its parent, and theirs up to init (the parents beyond
+/// the first read from `/proc`, where there is one).
+fn lineage() -> impl Iterator<Item = u32> {
+    let own = std::process::id();
+    let parent = rustix::process::getppid().map(|p| p.as_raw_nonzero().get().unsigned_abs());
+    let up = std::iter::successors(parent, |&pid| {
+        let stat = fs_err::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        parent_in_stat(&stat).filter(|&p| p > 1)
+    });
+    std::iter::once(own).chain(up.take(64))
+}
+
+/// The parent's pid in a `/proc/<pid>/stat` line: the field after the
+/// state, which follows the command's name in parentheses (a name that may
+/// hold spaces and parentheses itself).
+fn parent_in_stat(stat: &str) -> Option<u32> {
+    let (_, after_name) = stat.rsplit_once(')')?;
+    after_name.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Who holds the lock now, without taking it for long and without creating
@@ -131,6 +171,35 @@ mod tests {
         assert_eq!(fs_err::read_to_string(&path).expect("lock file"), "");
         assert_eq!(holder_now(&path), None);
         acquire(&path, Duration::ZERO).expect("lock after release");
+    }
+
+    #[test]
+    fn the_parent_is_read_after_the_name_whatever_it_holds() {
+        assert_eq!(
+            parent_in_stat("4242 (python3) S 17 4242 4242 0 -1"),
+            Some(17)
+        );
+        assert_eq!(parent_in_stat("9 (a) b (c)) R 3 9 9 0 -1"), Some(3));
+        assert_eq!(parent_in_stat("9 (x"), None);
+        let own = fs_err::read_to_string("/proc/self/stat").expect("this process's stat");
+        let parent = rustix::process::getppid().map(|p| p.as_raw_nonzero().get().unsigned_abs());
+        assert_eq!(parent_in_stat(&own), parent);
+    }
+
+    #[test]
+    fn a_holder_s_own_descendants_run_under_its_lock_and_release_nothing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = Utf8PathBuf::try_from(dir.path().join("system.duckdb.lock")).expect("utf-8");
+        let held = acquire(&path, Duration::ZERO).expect("lock");
+        // This process holds it: it is in its own lineage.
+        let inherited = acquire_or_inherit(&path, Duration::ZERO).expect("inherited");
+        assert!(inherited.file.is_none());
+        drop(inherited);
+        assert_eq!(holder_now(&path), Some(Some(std::process::id())));
+        drop(held);
+        // Nobody holds it: taken for real.
+        let taken = acquire_or_inherit(&path, Duration::ZERO).expect("taken");
+        assert!(taken.file.is_some());
     }
 
     #[test]

@@ -32,8 +32,8 @@ pub struct Probe {
 /// (replaying its write-ahead log), then close it.
 ///
 /// Under the open lock: a probe that the open holding the lock started
-/// (the lock file names this process's parent) runs under that one; a
-/// probe run by hand takes the lock first, waiting up to `lock_wait`, so
+/// (the lock file names this process's parent, or one of its ancestors)
+/// runs under that one; a probe run by hand takes the lock first, waiting up to `lock_wait`, so
 /// that it never replays a log while another process opens or recovers.
 pub fn probe_open(db: &Utf8Path, lock_wait: Duration) -> Result<()> {
     probe_open_with(db, lock_wait, &DuckDbConnector)
@@ -47,11 +47,7 @@ pub fn probe_open_with(
     connector: &dyn Connector,
 ) -> Result<()> {
     let paths = crate::Paths::for_db(db)?;
-    let parent = rustix::process::getppid().map(|p| p.as_raw_nonzero().get().unsigned_abs());
-    let _lock = match crate::lock_holder(&paths) {
-        Some(Some(holder)) if Some(holder) == parent => None,
-        _ => Some(crate::lock(&paths, lock_wait)?),
-    };
+    let _lock = crate::take_lock(&paths, lock_wait, true)?;
     connector
         .connect(db)
         .and_then(|conn| conn.close().map_err(|(_, e)| e))

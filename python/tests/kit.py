@@ -1,0 +1,170 @@
+"""The scenario kit of the Python tests (the fixtures are in conftest.py):
+services on real DuckDB Python packages, crashes by SIGKILL, folders
+compared byte for byte.
+
+``SYSDB_TEST_SERVICE_PYTHONS`` lists (separated by ``os.pathsep``) the
+interpreters whose ``duckdb`` package plays the service; every scenario
+runs once for each. Unset, the interpreter running the tests is the only
+service. Where ``CI`` is set, the list must cover a DuckDB 1.x and a 2.x.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional
+
+
+HERE = Path(__file__).resolve().parent
+MIGRATIONS = HERE / "migrations"
+CRASH_CHILD = HERE / "crash_child.py"
+#: The ladder's top.
+TOP = len(list(MIGRATIONS.glob("*.sql")))
+
+
+@dataclass(frozen=True)
+class Service:
+    """A Python interpreter whose ``duckdb`` package plays the service."""
+
+    python: str
+    duckdb_version: str
+
+    def run(self, code: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        """Run ``code`` in this service's interpreter."""
+        return subprocess.run(
+            [self.python, "-c", code, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def read(self, db: Path) -> Dict[str, object]:
+        """What this service reads from ``db`` (the seed's version query,
+        the jobs, their ids' sum), or the error its DuckDB raises."""
+        done = self.run(READ, str(db))
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    def crash(self, db: Path, rows: int, commits: int, step: Optional[Path]) -> None:
+        """Commit ``rows`` jobs in ``commits`` commits, then ``step`` the way
+        sysdb's ladder commits a step, and die by SIGKILL."""
+        args = [self.python, str(CRASH_CHILD), str(db), str(rows), str(commits)]
+        if step is not None:
+            args.append(str(step))
+        done = subprocess.run(args, capture_output=True, text=True, timeout=300)
+        assert done.returncode == -signal.SIGKILL, (done.returncode, done.stderr)
+        wal = Path(str(db) + ".wal")
+        assert wal.exists() and wal.stat().st_size > 0, "the crash left no log"
+
+
+READ = """
+import json, sys
+import duckdb
+try:
+    conn = duckdb.connect(sys.argv[1])
+    version = conn.execute(
+        "SELECT version FROM schema_version ORDER BY applied_at DESC LIMIT 1"
+    ).fetchone()[0]
+    count, total = conn.execute("SELECT count(*), coalesce(sum(id), 0) FROM jobs").fetchone()
+    print(json.dumps({"version": version, "jobs": count, "sum": int(total)}))
+except duckdb.Error as e:
+    print(json.dumps({"error": str(e)}))
+"""
+
+
+def _service(python: str) -> Service:
+    done = subprocess.run(
+        [python, "-c", "import duckdb; print(duckdb.__version__)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, f"{python} has no duckdb package: {done.stderr}"
+    return Service(python=python, duckdb_version=done.stdout.strip())
+
+
+def services() -> List[Service]:
+    listed = os.environ.get("SYSDB_TEST_SERVICE_PYTHONS")
+    pythons = [p for p in listed.split(os.pathsep) if p] if listed else [sys.executable]
+    return [_service(p) for p in pythons]
+
+
+SERVICES = services()
+
+
+def ladder(folder: Path, top: int) -> Path:
+    """A migrations folder with the first ``top`` steps of the tests' ladder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for step in sorted(MIGRATIONS.glob("*.sql"))[:top]:
+        shutil.copy(step, folder / step.name)
+    return folder
+
+
+def step_file(version: int) -> Path:
+    return sorted(MIGRATIONS.glob("*.sql"))[version - 1]
+
+
+def digest(folder: Path) -> Dict[str, str]:
+    """Every file in ``folder`` and its SHA-256, but the open lock, whose
+    content is the pid of whoever held it last."""
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.iterdir())
+        if p.is_file() and not p.name.endswith(".lock")
+    }
+
+
+def broken(state: Path) -> tuple:
+    """The databases and logs a recovery set aside."""
+    sets = sorted(state.glob("system.duckdb.broken.*"))
+    return (
+        [p for p in sets if not p.name.endswith(".wal")],
+        [p for p in sets if p.name.endswith(".wal")],
+    )
+
+
+class Holder:
+    """A process that holds something until it is stopped."""
+
+    def __init__(self, python: str, code: str, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [python, "-c", code, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.PIPE,
+            text=True,
+        )
+        line = self.proc.stdout.readline() if self.proc.stdout else ""
+        if line.strip() != "ready":
+            self.stop()
+            raise AssertionError(f"the holder did not start: {line!r} {self.stderr()}")
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stderr(self) -> str:
+        try:
+            return self.proc.communicate(timeout=5)[1] or ""
+        except subprocess.TimeoutExpired:
+            return ""
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=30)
+
+
+def wait_for(path: Path, timeout: float) -> None:
+    started = time.monotonic()
+    while not path.exists():
+        assert time.monotonic() - started < timeout, f"{path} never appeared"
+        time.sleep(0.01)

@@ -1,0 +1,2 @@
+CREATE SCHEMA s;
+CREATE TABLE jobs (id INTEGER, state VARCHAR);
