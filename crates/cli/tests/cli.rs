@@ -393,6 +393,34 @@ fn a_held_lock_is_exit_code_3_with_the_holder_named() {
     );
     let out = sysdb(&["--data-dir", data.as_str(), "status", "--json"]);
     assert_eq!(json(&out)["lock_holder_pid"], std::process::id());
+    let migrate = |more: &[&str]| {
+        let args = [
+            "--data-dir",
+            data.as_str(),
+            "--migrations",
+            &migrations(),
+            "--json",
+            "migrate",
+            "--lock-wait",
+            "0s",
+        ];
+        sysdb(&[&args[..], more].concat())
+    };
+    let out = migrate(&[]);
+    assert_eq!(code(&out), 3, "{}", text(&out));
+    assert_eq!(json(&out)["holder_pid"], std::process::id());
+    assert_eq!(json(&out)["exit_code"], 3);
+    // Started by the holder, it runs under the holder's lock.
+    let out = migrate(&["--inherit-lock"]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(json(&out)["created"], "v1.4.0");
+    assert_eq!(
+        fs_err::read_to_string(paths.lock())
+            .expect("lock file")
+            .trim(),
+        std::process::id().to_string(),
+        "the holder's pid stays"
+    );
 }
 
 #[test]

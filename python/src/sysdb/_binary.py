@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import sysconfig
 from functools import lru_cache
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import List, Optional
 
@@ -23,14 +23,7 @@ _EXE = "sysdb" + (sysconfig.get_config_var("EXE") or "")
 def _schemes() -> List[str]:
     """The install schemes whose scripts folder may hold the package's
     binary: the interpreter's own, then the user's (``pip install --user``)."""
-    schemes = [sysconfig.get_default_scheme()]
-    if sys.version_info >= (3, 10):
-        schemes.append(sysconfig.get_preferred_scheme("user"))
-    elif os.name == "nt":
-        schemes.append("nt_user")
-    else:
-        schemes.append("posix_user")
-    return schemes
+    return [sysconfig.get_default_scheme(), sysconfig.get_preferred_scheme("user")]
 
 
 def beside_package() -> Optional[Path]:
@@ -57,10 +50,6 @@ def beside_package() -> Optional[Path]:
 def package_version() -> Optional[str]:
     """This package's version, as installed; None when it runs from a source
     checkout without being installed."""
-    try:
-        from importlib.metadata import PackageNotFoundError, version
-    except ImportError:  # pragma: no cover - Python < 3.8
-        return None
     try:
         return version("sysdb")
     except PackageNotFoundError:

@@ -50,46 +50,61 @@ def _holder(fd: int) -> Optional[int]:
     return None
 
 
+def _counted(key: str) -> Optional["Hold"]:
+    """One more use of a lock this process holds already; call under the guard."""
+    if key in _held:
+        _held[key][1] += 1
+        return Hold(key)
+    return None
+
+
 def acquire(path: Path, wait: float) -> "Hold":
     """Take the lock at ``path`` (or count one more use of it, when this
     process holds it), waiting up to ``wait`` seconds for another holder."""
     key = str(path)
     with _guard:
-        if key in _held:
-            _held[key][1] += 1
-            return Hold(key)
-        try:
-            fd = os.open(key, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-        except OSError as e:
-            raise Error(f"while taking the open lock {path}: {e}") from None
-        started = time.monotonic()
-        try:
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except OSError as e:
-                    if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EINTR):
-                        raise Error(f"while taking the open lock {path}: {e}") from None
-                waited = time.monotonic() - started
-                if waited >= wait:
-                    pid = _holder(fd)
-                    who = "another process" if pid is None else f"process {pid}"
-                    raise Locked(
-                        f"{path} is held by {who} (waited {waited:.1f}s); "
-                        "stop that process or retry when it is done",
-                        pid=pid,
-                        exit_code=3,
-                        hint="stop the process that holds the database, or retry when it is done",
-                    )
-                time.sleep(_RETRY)
-            os.pwrite(fd, f"{os.getpid():>10}\n".encode(), 0)
-            os.ftruncate(fd, 11)
-        except BaseException:
-            os.close(fd)
-            raise
+        held = _counted(key)
+    if held is not None:
+        return held
+    try:
+        fd = os.open(key, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError as e:
+        raise Error(f"while taking the open lock {path}: {e}") from None
+    started = time.monotonic()
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as e:
+                if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EINTR):
+                    raise Error(f"while taking the open lock {path}: {e}") from None
+            with _guard:
+                # Another thread of this process took it meanwhile.
+                held = _counted(key)
+            if held is not None:
+                os.close(fd)
+                return held
+            waited = time.monotonic() - started
+            if waited >= wait:
+                pid = _holder(fd)
+                who = "another process" if pid is None else f"process {pid}"
+                raise Locked(
+                    f"{path} is held by {who} (waited {waited:.1f}s); "
+                    "stop that process or retry when it is done",
+                    pid=pid,
+                    exit_code=3,
+                    hint="stop the process that holds the database, or retry when it is done",
+                )
+            time.sleep(_RETRY)
+        os.pwrite(fd, f"{os.getpid():>10}\n".encode(), 0)
+        os.ftruncate(fd, 11)
+    except BaseException:
+        os.close(fd)
+        raise
+    with _guard:
         _held[key] = [fd, 1]
-        return Hold(key)
+    return Hold(key)
 
 
 class Hold:
