@@ -10,6 +10,7 @@ service. Where ``CI`` is set, the list must cover a DuckDB 1.x and a 2.x.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -20,7 +21,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, Iterator, List, Optional
 
 
 HERE = Path(__file__).resolve().parent
@@ -168,3 +169,17 @@ def wait_for(path: Path, timeout: float) -> None:
     while not path.exists():
         assert time.monotonic() - started < timeout, f"{path} never appeared"
         time.sleep(0.01)
+
+
+@contextlib.contextmanager
+def read_only(folder: Path) -> Iterator[Path]:
+    """``folder`` seen through a read-only bind mount (root only), as a
+    container mounts a volume read-only."""
+    mount = folder.parent / (folder.name + "-ro")
+    mount.mkdir()
+    subprocess.run(["mount", "--bind", str(folder), str(mount)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(mount)], check=True)
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import sysdb
-from kit import SERVICES, TOP, Holder, Service, broken, digest, ladder, step_file
+from kit import SERVICES, TOP, Holder, Service, broken, digest, ladder, read_only, step_file
 
 
 def test_the_binary_is_the_package_s_and_of_its_version() -> None:
@@ -43,6 +44,29 @@ def test_a_binary_of_another_version_is_a_clear_error(tmp_path: Path) -> None:
     not_sysdb.chmod(0o755)
     with pytest.raises(sysdb.Error, match="is not a sysdb binary"):
         _binary._checked(str(not_sysdb), sysdb.__version__)
+
+
+def test_the_binary_is_found_beside_the_package_else_sysdb_bin_else_path(tmp_path: Path) -> None:
+    """The module run from a copy outside the install (as from a source
+    checkout): no binary beside it, so SYSDB_BIN, then PATH, decide."""
+    source = Path(sysdb.__file__).parent
+    shutil.copytree(source, tmp_path / "src" / "sysdb")
+    probe = "import sysdb\ntry:\n    print(sysdb.binary())\nexcept sysdb.Error as e:\n    print(e)"
+
+    def found(**env: str) -> str:
+        clean = {k: v for k, v in os.environ.items() if k != "SYSDB_BIN"}
+        clean.update({"PYTHONPATH": str(tmp_path / "src"), "PATH": "/usr/bin:/bin", **env})
+        done = subprocess.run(
+            [sys.executable, "-c", probe], env=clean, capture_output=True, text=True, check=True
+        )
+        return done.stdout.strip()
+
+    assert found().startswith("no sysdb binary: none was installed with this package")
+    assert "hint: install the sysdb wheel" in found()
+    assert found(SYSDB_BIN=sysdb.binary()) == sysdb.binary()
+    assert "SYSDB_BIN names /nowhere/sysdb, which is not a file" in found(SYSDB_BIN="/nowhere/sysdb")
+    on_path = str(Path(sysdb.binary()).parent)
+    assert found(PATH=on_path) == sysdb.binary()
 
 
 def test_a_fresh_folder_is_created_migrated_and_then_healthy(data_dir: Path, tmp_path: Path) -> None:
@@ -102,6 +126,24 @@ def test_a_failing_step_is_refused_with_its_sql_and_duckdb_s_error(
     message = str(refused.value)
     assert "CREAT TABLE" in message and "Parser Error" in message, message
     assert sysdb.status(migrations=migrations).version == TOP
+
+
+def test_a_read_only_folder_is_refused_and_left_as_it_is(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if os.geteuid() != 0:
+        assert not os.environ.get("CI"), "CI runs as root, for the read-only mount"
+        pytest.skip("a read-only bind mount needs root")
+    migrations = ladder(tmp_path / "m", TOP)
+    sysdb.migrate(migrations=migrations)
+    (data_dir / "state" / "system.duckdb.lock").unlink()
+    before = digest(data_dir / "state")
+    with read_only(data_dir) as mounted:
+        monkeypatch.setenv("DATA_DIR", str(mounted))
+        for call in (sysdb.migrate, sysdb.connect):
+            with pytest.raises(sysdb.Refused, match="Read-only file system"):
+                call(migrations=migrations)
+    assert digest(data_dir / "state") == before
 
 
 def test_connect_holds_the_lock_while_the_connection_lives(data_dir: Path, tmp_path: Path) -> None:

@@ -77,9 +77,10 @@ pub(crate) fn acquire(path: &Utf8Path, wait: Duration) -> Result<OpenLock> {
     Ok(OpenLock { file: Some(file) })
 }
 
-/// Run under the lock of this process or of one it descends from, when
-/// that process holds it (and has written its pid); take it as [`acquire`]
-/// does otherwise. The holder must keep it until this process ends: a
+/// Run under the lock of a process this one descends from, when that
+/// process holds it (and has written its pid); take it as [`acquire`]
+/// does otherwise (also when this process holds it itself: a second
+/// taking waits, as ever). The holder must keep it until this process ends: a
 /// service that takes the lock itself and then runs `sysdb migrate
 /// --inherit-lock`, or the probe child an open starts.
 pub(crate) fn acquire_or_inherit(path: &Utf8Path, wait: Duration) -> Result<OpenLock> {
@@ -92,16 +93,15 @@ pub(crate) fn acquire_or_inherit(path: &Utf8Path, wait: Duration) -> Result<Open
     acquire(path, wait)
 }
 
-/// This process, its parent, and theirs up to init (the parents beyond
-/// the first read from `/proc`, where there is one).
+/// This process's parent, and theirs up to init (the parents beyond the
+/// first read from `/proc`, where there is one).
 fn lineage() -> impl Iterator<Item = u32> {
-    let own = std::process::id();
     let parent = rustix::process::getppid().map(|p| p.as_raw_nonzero().get().unsigned_abs());
-    let up = std::iter::successors(parent, |&pid| {
+    std::iter::successors(parent, |&pid| {
         let stat = fs_err::read_to_string(format!("/proc/{pid}/stat")).ok()?;
         parent_in_stat(&stat).filter(|&p| p > 1)
-    });
-    std::iter::once(own).chain(up.take(64))
+    })
+    .take(64)
 }
 
 /// The parent's pid in a `/proc/<pid>/stat` line: the field after the
@@ -187,15 +187,20 @@ mod tests {
     }
 
     #[test]
-    fn a_holder_s_own_descendants_run_under_its_lock_and_release_nothing() {
+    fn the_lineage_is_the_parents_and_not_this_process() {
+        let lineage: Vec<u32> = lineage().collect();
+        let parent = rustix::process::getppid().map(|p| p.as_raw_nonzero().get().unsigned_abs());
+        assert_eq!(lineage.first().copied(), parent);
+        assert!(!lineage.contains(&std::process::id()));
+    }
+
+    #[test]
+    fn a_holder_taking_its_own_lock_again_waits_as_ever() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = Utf8PathBuf::try_from(dir.path().join("system.duckdb.lock")).expect("utf-8");
         let held = acquire(&path, Duration::ZERO).expect("lock");
-        // This process holds it: it is in its own lineage.
-        let inherited = acquire_or_inherit(&path, Duration::ZERO).expect("inherited");
-        assert!(inherited.file.is_none());
-        drop(inherited);
-        assert_eq!(holder_now(&path), Some(Some(std::process::id())));
+        let err = acquire_or_inherit(&path, Duration::from_millis(50)).expect_err("not inherited");
+        assert!(matches!(err, Error::Locked { .. }), "{err:?}");
         drop(held);
         // Nobody holds it: taken for real.
         let taken = acquire_or_inherit(&path, Duration::ZERO).expect("taken");

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Dict, Optional
 
-from ._errors import Error, Locked
+from ._errors import Locked, Refused
 
 _RETRY = 0.025
 
@@ -69,7 +69,7 @@ def acquire(path: Path, wait: float) -> "Hold":
     try:
         fd = os.open(key, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     except OSError as e:
-        raise Error(f"while taking the open lock {path}: {e}") from None
+        raise Refused(f"while taking the open lock {path}: {e.strerror}") from None
     started = time.monotonic()
     try:
         while True:
@@ -78,7 +78,7 @@ def acquire(path: Path, wait: float) -> "Hold":
                 break
             except OSError as e:
                 if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EINTR):
-                    raise Error(f"while taking the open lock {path}: {e}") from None
+                    raise Refused(f"while taking the open lock {path}: {e.strerror}") from None
             with _guard:
                 # Another thread of this process took it meanwhile.
                 held = _counted(key)
