@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from kit import SERVICES
+from kit import SERVICES, STORAGE_VERSION
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -24,3 +24,11 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (data / "state").mkdir(parents=True)
     monkeypatch.setenv("DATA_DIR", str(data))
     return data
+
+
+@pytest.fixture(autouse=True)
+def storage_version(monkeypatch: pytest.MonkeyPatch) -> str:
+    """Databases at a storage version every service reads, set as a
+    container sets it: in the environment the binary reads."""
+    monkeypatch.setenv("SYSDB_STORAGE_VERSION", STORAGE_VERSION)
+    return STORAGE_VERSION

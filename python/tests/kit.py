@@ -101,6 +101,17 @@ def services() -> List[Service]:
 SERVICES = services()
 
 
+def _release(version: str) -> tuple:
+    return tuple(int(part) for part in version.split(".")[:2])
+
+
+#: The storage version the tests create databases at: the oldest that every
+#: service reads (DuckDB before 1.4 reads up to v1.0.0), else sysdb's default.
+STORAGE_VERSION = (
+    "v1.0.0" if any(_release(s.duckdb_version) < (1, 4) for s in SERVICES) else "v1.4.0"
+)
+
+
 def ladder(folder: Path, top: int) -> Path:
     """A migrations folder with the first ``top`` steps of the tests' ladder."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -69,14 +69,16 @@ def test_the_binary_is_found_beside_the_package_else_sysdb_bin_else_path(tmp_pat
     assert found(PATH=on_path) == sysdb.binary()
 
 
-def test_a_fresh_folder_is_created_migrated_and_then_healthy(data_dir: Path, tmp_path: Path) -> None:
+def test_a_fresh_folder_is_created_migrated_and_then_healthy(
+    data_dir: Path, tmp_path: Path, storage_version: str
+) -> None:
     migrations = ladder(tmp_path / "m", TOP)
     check = sysdb.check(migrations=migrations)
     assert check.verdict == "migrate"
     assert any("create the database" in w for w in check.would)
 
     report = sysdb.migrate(migrations=migrations)
-    assert report.created == "v1.4.0"
+    assert report.created == storage_version
     assert not report.recovered
     assert report.migration is not None
     assert [s.version for s in report.migration.steps] == list(range(1, TOP + 1))
@@ -85,7 +87,7 @@ def test_a_fresh_folder_is_created_migrated_and_then_healthy(data_dir: Path, tmp
     assert sysdb.check(migrations=migrations).verdict == "healthy"
     status = sysdb.status(migrations=migrations)
     assert status.version == TOP
-    assert status.schema["storage_version"].startswith("v1.4.0")
+    assert status.schema["storage_version"].startswith(storage_version)
     assert not status.lock_held
     # Again: nothing to do.
     again = sysdb.migrate(migrations=migrations)
@@ -270,6 +272,24 @@ def test_services_cover_a_duckdb_1_and_a_2_where_ci_runs() -> None:
         assert {"1", "2"} <= majors, [s.duckdb_version for s in SERVICES]
     else:
         assert majors, "no service DuckDB"
+
+
+def test_every_service_reads_and_writes_what_sysdb_created(
+    service: Service, data_dir: Path, tmp_path: Path, storage_version: str
+) -> None:
+    migrations = ladder(tmp_path / "m", TOP)
+    sysdb.migrate(migrations=migrations)
+    db = data_dir / "state" / "system.duckdb"
+    done = service.run(
+        "import sys, duckdb; c = duckdb.connect(sys.argv[1]); "
+        "c.execute(\"INSERT INTO jobs (id, state) VALUES (7, 'done')\"); c.execute('CHECKPOINT')",
+        str(db),
+    )
+    assert done.returncode == 0, done.stderr
+    assert service.read(db) == {"version": TOP, "jobs": 1, "sum": 7}
+    # sysdb opens what the service wrote, and leaves its storage version.
+    assert not sysdb.migrate(migrations=migrations).migrated
+    assert sysdb.status(migrations=migrations).schema["storage_version"].startswith(storage_version)
 
 
 def test_the_wheel_carries_the_binary_and_the_typed_module() -> None:

@@ -39,8 +39,8 @@ Commands:
                     profile and this target folder: no second compile of
                     DuckDB), install it in a virtualenv made from
                     python/requirements/test.txt, and run python/tests with
-                    pytest; the services run on that DuckDB and on the one of
-                    python/requirements/service-duckdb-1.txt. The virtualenvs
+                    pytest; the services run on that DuckDB and on those of
+                    python/requirements/service-duckdb-*.txt. The virtualenvs
                     live in $SYSDB_VENVS (default <target>/python), made
                     again when their pins change
   help              print this help

@@ -7,7 +7,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 /// The virtualenvs, each made from `python/requirements/<name>.txt`: the
 /// one the tests run in first, then the services on other DuckDB versions.
-const VENVS: [&str; 2] = ["test", "service-duckdb-1"];
+const VENVS: [&str; 3] = ["test", "service-duckdb-1.4", "service-duckdb-1.1"];
 
 /// Build the wheel, install it, run pytest with `pytest_args` added.
 pub fn run(pytest_args: &[&str]) -> Result<(), String> {

@@ -133,11 +133,13 @@ pub fn recover(global: &Global, args: &RecoverArgs) -> Result<u8, Error> {
         );
         (sysdb::HandSource::Snapshot(snapshot), plan)
     } else {
+        // Asked before the question; the library refuses it too.
         if !paths.db().exists() {
-            return Err(Error::Refused(format!(
-                "there is no database at {} to restore without its write-ahead log",
-                paths.db()
-            )));
+            return Err(sysdb::Error::Missing {
+                path: paths.db().to_owned(),
+                doing: "a recovery by hand at the last checkpoint",
+            }
+            .into());
         }
         let plan = format!(
             "set aside {} and its sidecars, then restore the database file at its last checkpoint; the commits in its write-ahead log are lost",
@@ -203,12 +205,6 @@ pub fn snapshot(global: &Global, cmd: &SnapshotCommand) -> Result<u8, Error> {
     let paths = global.paths()?;
     let report = match cmd {
         SnapshotCommand::Take => {
-            if !paths.db().exists() {
-                return Err(Error::Refused(format!(
-                    "there is no database at {}",
-                    paths.db()
-                )));
-            }
             let lock = sysdb::lock(&paths, LOCK_WAIT)?;
             let taken = sysdb::snapshot_now(&paths, &lock, &global.connector(), &progress_bars())?;
             SnapshotReport {
@@ -276,12 +272,13 @@ pub fn quarantine(global: &Global, cmd: &QuarantineCommand) -> Result<u8, Error>
         QuarantineCommand::List => (sysdb_snapshot::list(paths.files())?, "set"),
         QuarantineCommand::Prune { keep, yes } => {
             let _lock = sysdb::lock(&paths, LOCK_WAIT)?;
+            // Asked before the question; the prune refuses it too.
             if paths.recovering().exists() {
-                return Err(Error::Refused(format!(
-                    "a recovery of {} is in flight ({} exists): the newest quarantine set may hold the only copy of the database; run `sysdb migrate` to finish it, then prune",
-                    paths.db(),
-                    paths.recovering()
-                )));
+                return Err(sysdb_snapshot::Error::RecoveryInFlight {
+                    db: paths.db().to_owned(),
+                    marker: paths.recovering(),
+                }
+                .into());
             }
             let doomed: Vec<_> = sysdb_snapshot::list(paths.files())?
                 .into_iter()

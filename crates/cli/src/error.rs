@@ -107,6 +107,9 @@ impl Error {
     pub fn hint(&self) -> Option<&'static str> {
         match self {
             Error::Sysdb(e) => hint(e),
+            Error::Files(e) if matches!(**e, sysdb_snapshot::Error::RecoveryInFlight { .. }) => {
+                Some("`sysdb migrate` finishes the recovery; prune after it")
+            }
             _ => None,
         }
     }
@@ -160,6 +163,7 @@ pub(crate) fn hint(e: &sysdb::Error) -> Option<&'static str> {
             sysdb::Error::Vanished { .. } => "`sysdb recover --from-snapshot` restores the newest snapshot (the pre-migrate one, or the previous one where only it is left; every write made after it is lost); `sysdb quarantine list` shows the files set aside; to start with an empty database, move those files away",
             sysdb::Error::LadderFails { .. } => "fix that migration step so that it runs on the database with the data the log committed; nothing was moved, so the next `sysdb migrate` recovers the database with it (`sysdb check` says what it would do); `sysdb recover --drop-wal` restores the database at its last checkpoint instead, setting the log's commits aside",
             sysdb::Error::Probe { .. } => "the database was not opened in this process; `sysdb check` says what an open would do",
+            sysdb::Error::Missing { .. } => "`sysdb status` shows the files there are; `sysdb quarantine list` the sets set aside",
             sysdb::Error::Reopen { .. } => "the restored copy does not open either; `sysdb quarantine list` shows every file set aside, `sysdb status` the snapshot",
             _ => return None,
     })

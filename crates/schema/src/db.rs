@@ -498,8 +498,9 @@ fn apply_step(conn: &Connection, step: &Step) -> Result<StepDone> {
     let fail = |statement: &str, source| Error::Step {
         version: step.version(),
         name: step.name().to_owned(),
+        file: step.origin().map(ToOwned::to_owned),
         statement: statement.to_owned(),
-        cause: source,
+        cause: Box::new(source),
     };
     // Dropping the transaction without commit rolls it back.
     let tx = conn

@@ -141,16 +141,18 @@ pub enum Error {
         drift: Vec<Drift>,
     },
     /// A step failed; the database stays at the version before it.
-    #[error("while applying migration {version} {name}: statement `{statement}` failed: {cause}")]
+    #[error("while applying migration {version} {name}{}: statement `{statement}` failed: {cause}", .file.as_ref().map_or(String::new(), |f| format!(" ({f})")))]
     Step {
         /// The step's version.
         version: u32,
         /// The step's name.
         name: String,
+        /// The file it was read from, for a ladder read from a folder.
+        file: Option<Utf8PathBuf>,
         /// The statement that failed.
         statement: String,
         /// DuckDB's error.
-        cause: duckdb::Error,
+        cause: Box<duckdb::Error>,
     },
     /// The CHECKPOINT after a step failed (the step itself is committed).
     #[error("while checkpointing after migration {version} {name}: {cause}")]

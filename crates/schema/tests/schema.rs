@@ -295,6 +295,44 @@ fn failed_step(ladder: &Ladder, conn: &Connection, step: (u32, &str), statement:
 }
 
 #[test]
+fn a_failing_step_read_from_a_folder_names_its_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let folder = camino::Utf8PathBuf::try_from(dir.path().join("migrations")).expect("utf-8");
+    fs_err::create_dir_all(&folder).expect("folder");
+    fs_err::write(
+        folder.join("0001_jobs.sql"),
+        "CREATE TABLE jobs (id INTEGER);\n",
+    )
+    .expect("step");
+    fs_err::write(
+        folder.join("0002_owner_audit.sql"),
+        "CREAT TABLE owner_audit (id INTEGER);\n",
+    )
+    .expect("step");
+    let ladder = Ladder::from_dir(&folder).expect("ladder");
+    let conn = Connection::open(dir.path().join("system.duckdb")).expect("open");
+    let err = failed_step(
+        &ladder,
+        &conn,
+        (2, "owner_audit"),
+        "CREAT TABLE owner_audit (id INTEGER)",
+    );
+    let file = folder.join("0002_owner_audit.sql");
+    assert!(
+        matches!(&err, Error::Step { file: Some(f), .. } if *f == file),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!(
+            "while applying migration 2 owner_audit ({file}): statement `CREAT TABLE"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("Parser Error"), "{text}");
+}
+
+#[test]
 fn a_failing_step_names_its_statement_and_leaves_the_previous_version() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("system.duckdb");
@@ -447,8 +485,16 @@ fn every_error_display() {
         Error::Step {
             version: 27,
             name: "add_owner".into(),
+            file: None,
             statement: "ALTER TABLE jobs ADD COLUMN owner VARCHAR".into(),
-            cause: duck(),
+            cause: Box::new(duck()),
+        },
+        Error::Step {
+            version: 27,
+            name: "add_owner".into(),
+            file: Some("/app/migrations/0027_add_owner.sql".into()),
+            statement: "ALTER TABLE jobs ADD COLUMN owner VARCHAR".into(),
+            cause: Box::new(duck()),
         },
         Error::Checkpoint {
             version: 27,

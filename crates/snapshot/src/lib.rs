@@ -222,6 +222,15 @@ pub enum Error {
         /// The last name tried.
         last: Utf8PathBuf,
     },
+    /// A prune while a recovery is in flight: its newest quarantine set
+    /// may hold the only copy of the database.
+    #[error("while pruning the quarantine of {db}: a recovery is in flight ({marker} exists), and the newest set may hold the only copy of the database; nothing was deleted")]
+    RecoveryInFlight {
+        /// The database.
+        db: Utf8PathBuf,
+        /// The recovery marker.
+        marker: Utf8PathBuf,
+    },
 }
 
 /// This crate's result type.
@@ -368,6 +377,10 @@ mod tests {
             Error::NamesExhausted {
                 db: p("system.duckdb"),
                 last: p("system.duckdb.broken.20261127T101500Z-100000"),
+            },
+            Error::RecoveryInFlight {
+                db: p("system.duckdb"),
+                marker: p("system.duckdb.recovering"),
             },
         ];
         let text: Vec<String> = errors.iter().map(ToString::to_string).collect();

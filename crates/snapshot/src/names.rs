@@ -76,6 +76,13 @@ impl DbFiles {
         self.sibling(".pre-migrate.previous")
     }
 
+    /// The recovery marker, `<db>.recovering`: present only while a
+    /// recovery runs (sysdb writes it), when the newest quarantine set may
+    /// hold the only copy of the database.
+    pub fn recovering(&self) -> Utf8PathBuf {
+        self.sibling(".recovering")
+    }
+
     /// Every sidecar DuckDB may leave (`.wal`, `.wal.checkpoint`,
     /// `.wal.recovery`), whether or not it exists.
     pub fn sidecars(&self) -> Vec<Utf8PathBuf> {

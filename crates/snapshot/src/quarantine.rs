@@ -217,7 +217,9 @@ pub fn list(files: &DbFiles) -> Result<Vec<QuarantineSet>> {
 
 /// Remove the oldest quarantine sets beyond the newest `keep`, returning the
 /// sets removed. The live database, its sidecars and the snapshot are never
-/// part of a set and so are never touched.
+/// part of a set and so are never touched. Refused, deleting nothing, while
+/// the recovery marker ([`DbFiles::recovering`]) says a recovery is in
+/// flight: the newest set may then hold the only copy of the database.
 ///
 /// ```
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -237,6 +239,13 @@ pub fn list(files: &DbFiles) -> Result<Vec<QuarantineSet>> {
 /// # Ok(()) }
 /// ```
 pub fn prune(files: &DbFiles, keep: usize) -> Result<Vec<QuarantineSet>> {
+    let marker = files.recovering();
+    if fs_err::symlink_metadata(&marker).is_ok() {
+        return Err(Error::RecoveryInFlight {
+            db: files.db().to_owned(),
+            marker,
+        });
+    }
     let removed: Vec<QuarantineSet> = list(files)?.into_iter().skip(keep).collect();
     for set in &removed {
         for (path, _) in &set.files {
@@ -415,6 +424,26 @@ mod tests {
         let q = quarantine(&ClosedDb::assume_closed(files)).expect("quarantine");
         assert!(q.moved.is_empty());
         assert_eq!(fs_err::read_dir(dir.path()).expect("list").count(), 0);
+    }
+
+    #[test]
+    fn prune_refuses_while_a_recovery_is_in_flight_and_deletes_nothing() {
+        let (dir, files) = setup();
+        let db = ClosedDb::assume_closed(files.clone());
+        for i in 0..3u64 {
+            fs_err::write(files.db(), b"db").expect("write");
+            quarantine_at(&db, UNIX_EPOCH + Duration::from_secs(T + i)).expect("quarantine");
+        }
+        fs_err::write(files.recovering(), b"{}").expect("write the marker");
+        let before = list(&files).expect("list");
+        match prune(&files, 0) {
+            Err(Error::RecoveryInFlight { marker, .. }) => assert_eq!(marker, files.recovering()),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(list(&files).expect("list"), before);
+        assert_eq!(fs_err::read_dir(dir.path()).expect("list").count(), 4);
+        fs_err::remove_file(files.recovering()).expect("remove the marker");
+        assert_eq!(prune(&files, 0).expect("prune").len(), 3);
     }
 
     #[test]

@@ -606,6 +606,19 @@ pub enum Error {
         /// DuckDB's error.
         cause: Box<duckdb::Error>,
     },
+    /// An operation by hand found no file to work from, and refused
+    /// before writing or moving anything: a snapshot of a database that
+    /// does not exist (DuckDB would create an empty one, whose copy would
+    /// replace the real snapshot), a recovery from a file that is not there.
+    #[error(
+        "{path} does not exist, so {doing} has nothing to work from; nothing was written or moved"
+    )]
+    Missing {
+        /// The file that is not there.
+        path: Utf8PathBuf,
+        /// What needed it.
+        doing: &'static str,
+    },
 }
 
 /// This crate's result type.
@@ -729,8 +742,9 @@ mod tests {
                 cause: Box::new(sysdb_schema::Error::Step {
                     version: 3,
                     name: "owner".to_owned(),
+                    file: Some("/app/migrations/0003_owner.sql".into()),
                     statement: "ALTER TABLE jobs ADD COLUMN owner INTEGER".to_owned(),
-                    cause: duck("Catalog Error: Column with name \"owner\" already exists!"),
+                    cause: Box::new(duck("Catalog Error: Column with name \"owner\" already exists!")),
                 }),
             },
             Error::Probe {
@@ -752,9 +766,13 @@ mod tests {
                 cause: Box::new(duck("Data Corruption Error: Corrupt database file: computed checksum 6371212628789838610 does not match stored checksum 12513807375399442 in block at location 798720")),
             },
             Error::Statement {
-                path: db,
+                path: db.clone(),
                 statement: "CHECKPOINT",
                 cause: Box::new(duck("IO Error: No space left on device")),
+            },
+            Error::Missing {
+                path: db,
+                doing: "a snapshot",
             },
         ];
         for e in &errors {

@@ -87,6 +87,6 @@ impl Paths {
 
     /// The recovery marker present while a recovery is in flight.
     pub fn recovering(&self) -> Utf8PathBuf {
-        self.files.sibling(".recovering")
+        self.files.recovering()
     }
 }

@@ -383,7 +383,8 @@ pub(crate) fn ladder_on(result: &std::result::Result<(), sysdb_schema::Error>) -
     use sysdb_schema::Error as E;
     let cause = match result {
         Ok(()) => return LadderOn::Starts,
-        Err(E::Step { cause, .. } | E::Checkpoint { cause, .. }) => cause,
+        Err(E::Step { cause, .. }) => &**cause,
+        Err(E::Checkpoint { cause, .. }) => cause,
         Err(E::Bookkeeping { cause, .. }) => {
             let class = sysdb_errclass::classify_error(cause);
             return if class.is_environment() {
@@ -775,8 +776,9 @@ mod tests {
         let step = |m: &str| sysdb_schema::Error::Step {
             version: 21,
             name: "add_c21".to_owned(),
+            file: None,
             statement: "ALTER TABLE jobs ADD COLUMN c21 INTEGER".to_owned(),
-            cause: duck(m),
+            cause: Box::new(duck(m)),
         };
         let cases = [
             ("completes", Ok(()), LadderOn::Starts),

@@ -1269,8 +1269,10 @@ pub struct ByHand {
 /// the database and its sidecars aside, restore `source` by copy, remove
 /// the marker. A kill on the way leaves the marker, and the next open
 /// finishes the same recovery instead of refusing a folder whose database
-/// is gone. `_held` is the proof that this process holds the open lock; it
-/// holds no connection to the database.
+/// is gone. A source that is not there (no database to restore at its
+/// last checkpoint, no snapshot) is refused with [`Error::Missing`] before
+/// the marker is written. `_held` is the proof that this process holds the
+/// open lock; it holds no connection to the database.
 pub fn recover_by_hand(
     paths: &Paths,
     _held: &OpenLock,
@@ -1284,6 +1286,22 @@ pub fn recover_by_hand(
             cause: source,
         }
     };
+    // Refused before the marker is written: a marker left by a recovery
+    // that had nothing to restore would send the next open to an older
+    // quarantine set.
+    let (needed, doing) = match source {
+        HandSource::LastCheckpoint => (
+            paths.db().to_owned(),
+            "a recovery by hand at the last checkpoint",
+        ),
+        HandSource::Snapshot(s) => (s.clone(), "a recovery by hand from the snapshot"),
+    };
+    if fs_err::symlink_metadata(&needed).is_err() {
+        return Err(Error::Missing {
+            path: needed,
+            doing,
+        });
+    }
     let (error, snapshot) = match source {
         HandSource::LastCheckpoint => (
             "recovery by hand: the database file at its last checkpoint".to_owned(),

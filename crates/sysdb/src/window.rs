@@ -272,7 +272,8 @@ fn snapshot_error(paths: &Paths) -> impl FnOnce(sysdb_snapshot::Error) -> Error 
 /// good snapshot is touched, the snapshot it replaces is kept as the
 /// previous one, and a database that does not open
 /// (a log that does not replay, another process's DuckDB lock) is refused
-/// with the connect's error. No intent marker is written: no migration is
+/// with the connect's error, a missing one with [`Error::Missing`] before
+/// anything is written. No intent marker is written: no migration is
 /// in flight. `_held` is the proof that this process holds the open lock.
 pub fn snapshot_now(
     paths: &Paths,
@@ -280,6 +281,14 @@ pub fn snapshot_now(
     connector: &dyn Connector,
     progress: &ProgressHook,
 ) -> Result<sysdb_snapshot::Copied> {
+    // DuckDB would create an empty database here, and its copy would take
+    // the real snapshot's place.
+    if fs_err::symlink_metadata(paths.db()).is_err() {
+        return Err(Error::Missing {
+            path: paths.db().to_owned(),
+            doing: "a snapshot",
+        });
+    }
     let conn = connector
         .connect(paths.db())
         .map_err(Error::open(paths.db()))?;

@@ -1236,3 +1236,57 @@ fn the_ladder_never_sets_aside_a_commit_that_writes_data() {
     assert!(matches!(err, Error::LadderFails { .. }), "{err:?}");
     assert_eq!(folder_digest(&dir.state()), before, "a file was moved");
 }
+
+/// A folder whose database went missing, with its snapshot and a quarantine
+/// set beside it.
+fn database_gone(dir: &StateDir) -> Paths {
+    let paths = dir.paths();
+    at_v26_with_snapshot(&paths, 10);
+    let closed = sysdb_snapshot::ClosedDb::assume_closed(paths.files().clone());
+    sysdb_snapshot::quarantine(&closed).expect("set the database aside");
+    assert!(!paths.db().exists());
+    paths
+}
+
+#[test]
+fn a_snapshot_by_hand_of_a_missing_database_writes_nothing() {
+    let dir = StateDir::new();
+    let paths = database_gone(&dir);
+    let lock = sysdb::lock(&paths, Duration::ZERO).expect("lock");
+    let before = folder_digest(&dir.state());
+    let err = sysdb::snapshot_now(&paths, &lock, &DuckDbConnector, &ProgressHook::none())
+        .expect_err("nothing to snapshot");
+    assert!(
+        matches!(&err, Error::Missing { path, .. } if path == paths.db()),
+        "{err:?}"
+    );
+    // DuckDB did not create an empty database whose copy replaced the
+    // snapshot: every file as it was, and none added.
+    assert_eq!(folder_digest(&dir.state()), before);
+    drop(lock);
+    // And the next open still refuses to start an empty database.
+    let err = SystemDb::open(&paths, &ladder(), &OpenOptions::default()).expect_err("vanished");
+    assert!(matches!(err, Error::Vanished { .. }), "{err:?}");
+}
+
+#[test]
+fn a_recovery_by_hand_without_its_source_writes_no_marker_and_moves_nothing() {
+    let dir = StateDir::new();
+    let paths = database_gone(&dir);
+    let lock = sysdb::lock(&paths, Duration::ZERO).expect("lock");
+    let before = folder_digest(&dir.state());
+    let elsewhere = dir.state().join("system.duckdb.pre-migrate.gone");
+    for (source, missing) in [
+        (sysdb::HandSource::LastCheckpoint, paths.db().to_owned()),
+        (sysdb::HandSource::Snapshot(elsewhere.clone()), elsewhere),
+    ] {
+        let err = sysdb::recover_by_hand(&paths, &lock, &source, &ProgressHook::none())
+            .expect_err("nothing to restore");
+        assert!(
+            matches!(&err, Error::Missing { path, .. } if *path == missing),
+            "{err:?}"
+        );
+        assert!(!paths.recovering().exists(), "a marker was left");
+        assert_eq!(folder_digest(&dir.state()), before);
+    }
+}
