@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional
 
+import pytest
+
 
 HERE = Path(__file__).resolve().parent
 MIGRATIONS = HERE / "migrations"
@@ -194,3 +196,27 @@ def read_only(folder: Path) -> Iterator[Path]:
         yield mount
     finally:
         subprocess.run(["umount", str(mount)], check=True)
+
+
+@contextlib.contextmanager
+def small_disk(folder: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` (as ``mount -o size=`` reads it) mounted on the
+    new ``folder`` (root only): a disk that fills."""
+    folder.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], check=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def grow(disk: Path, size: str) -> None:
+    """Give the tmpfs at ``disk`` the new ``size``."""
+    subprocess.run(["mount", "-o", f"remount,size={size}", str(disk)], check=True)
+
+
+def need_root() -> None:
+    """Mounts need root; CI has it, elsewhere the test is skipped."""
+    if os.geteuid() != 0:
+        assert not os.environ.get("CI"), "CI runs as root, for the mounts"
+        pytest.skip("mounting needs root")

@@ -14,7 +14,20 @@ from pathlib import Path
 import pytest
 
 import sysdb
-from kit import SERVICES, TOP, Holder, Service, broken, digest, ladder, read_only, step_file
+from kit import (
+    SERVICES,
+    TOP,
+    Holder,
+    Service,
+    broken,
+    digest,
+    grow,
+    ladder,
+    need_root,
+    read_only,
+    small_disk,
+    step_file,
+)
 
 
 def test_the_binary_is_the_package_s_and_of_its_version() -> None:
@@ -133,19 +146,54 @@ def test_a_failing_step_is_refused_with_its_sql_and_duckdb_s_error(
 def test_a_read_only_folder_is_refused_and_left_as_it_is(
     data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if os.geteuid() != 0:
-        assert not os.environ.get("CI"), "CI runs as root, for the read-only mount"
-        pytest.skip("a read-only bind mount needs root")
+    need_root()
     migrations = ladder(tmp_path / "m", TOP)
     sysdb.migrate(migrations=migrations)
     (data_dir / "state" / "system.duckdb.lock").unlink()
     before = digest(data_dir / "state")
     with read_only(data_dir) as mounted:
         monkeypatch.setenv("DATA_DIR", str(mounted))
+        # check, run on a copy elsewhere, still says what migrate does here.
+        check = sysdb.check(migrations=migrations)
+        assert check.verdict == "refuse", check
+        assert "Read-only file system" in (check.error or ""), check
         for call in (sysdb.migrate, sysdb.connect):
             with pytest.raises(sysdb.Refused, match="Read-only file system"):
                 call(migrations=migrations)
     assert digest(data_dir / "state") == before
+
+
+def test_a_full_disk_is_refused_with_the_room_needed_then_recovered_once_there_is_room(
+    service: Service, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    need_root()
+    with small_disk(tmp_path / "disk", "64m") as disk:
+        monkeypatch.setenv("DATA_DIR", str(disk))
+        sysdb.migrate(migrations=ladder(tmp_path / "before", TOP - 1))
+        db = disk / "state" / "system.duckdb"
+        service.crash(db, 200_000, 4, step_file(TOP))
+        used = sum(p.stat().st_size for p in db.parent.iterdir())
+        # Room for the files, not for a recovery's copies.
+        grow(disk, f"{used // 1024 + 512}k")
+        before = digest(db.parent)
+        migrations = ladder(tmp_path / "after", TOP)
+
+        check = sysdb.check(migrations=migrations)
+        assert check.verdict == "refuse", check
+        assert "not enough free space" in (check.error or ""), check
+        with pytest.raises(sysdb.Refused) as refused:
+            sysdb.migrate(migrations=migrations)
+        assert "No space left on device" in refused.value.message, refused.value
+        assert "free space on the file system of" in (refused.value.hint or ""), refused.value
+        assert digest(db.parent) == before
+        assert not broken(db.parent)[0]
+
+        grow(disk, "64m")
+        assert sysdb.check(migrations=migrations).verdict == "recover"
+        with sysdb.connect(migrations=migrations) as conn:
+            assert conn.execute("SELECT count(*) FROM jobs").fetchone() == (200_000,)
+        # The lock goes with the connection object.
+        del conn
 
 
 def test_connect_holds_the_lock_while_the_connection_lives(data_dir: Path, tmp_path: Path) -> None:

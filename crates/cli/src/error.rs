@@ -104,11 +104,14 @@ impl Error {
 
     /// The next step for the operator, where the message alone does not
     /// say it.
-    pub fn hint(&self) -> Option<&'static str> {
+    pub fn hint(&self, paths: Option<&sysdb::Paths>) -> Option<String> {
         match self {
-            Error::Sysdb(e) => hint(e),
+            Error::Sysdb(e) => match paths {
+                Some(paths) if e.disk_full() => Some(room_hint(paths)),
+                _ => hint(e).map(str::to_owned),
+            },
             Error::Files(e) if matches!(**e, sysdb_snapshot::Error::RecoveryInFlight { .. }) => {
-                Some("`sysdb migrate` finishes the recovery; prune after it")
+                Some("`sysdb migrate` finishes the recovery; prune after it".to_owned())
             }
             _ => None,
         }
@@ -139,6 +142,20 @@ impl Error {
     }
 }
 
+/// What to do after a full disk: how much room a recovery of these files
+/// may take beside them, and how much there is.
+pub(crate) fn room_hint(paths: &sysdb::Paths) -> String {
+    let free = sysdb_snapshot::available_space(paths.dir()).map_or_else(
+        |e| format!("the free space could not be read: {e}"),
+        |n| format!("{} are free", crate::out::bytes(n)),
+    );
+    format!(
+        "free space on the file system of {}: a recovery of these files, with the migration after it, may take up to {} there ({free}); nothing was moved, so run the command again once there is room",
+        paths.dir(),
+        crate::out::bytes(sysdb::recovery_space(paths)),
+    )
+}
+
 /// The next step for the operator after `e`, where its message alone does
 /// not say it.
 pub(crate) fn hint(e: &sysdb::Error) -> Option<&'static str> {
@@ -163,6 +180,7 @@ pub(crate) fn hint(e: &sysdb::Error) -> Option<&'static str> {
             sysdb::Error::Vanished { .. } => "`sysdb recover --from-snapshot` restores the newest snapshot (the pre-migrate one, or the previous one where only it is left; every write made after it is lost); `sysdb quarantine list` shows the files set aside; to start with an empty database, move those files away",
             sysdb::Error::LadderFails { .. } => "fix that migration step so that it runs on the database with the data the log committed; nothing was moved, so the next `sysdb migrate` recovers the database with it (`sysdb check` says what it would do); `sysdb recover --drop-wal` restores the database at its last checkpoint instead, setting the log's commits aside",
             sysdb::Error::Probe { .. } => "the database was not opened in this process; `sysdb check` says what an open would do",
+            sysdb::Error::Lock { .. } | sysdb::Error::Folder { .. } => "sysdb writes beside the database (its lock, a recovery's copies, the snapshot): make the folder writable (mount it read-write, fix its owner or mode), then run the command again; no file was changed",
             sysdb::Error::Missing { .. } => "`sysdb status` shows the files there are; `sysdb quarantine list` the sets set aside",
             sysdb::Error::Reopen { .. } => "the restored copy does not open either; `sysdb quarantine list` shows every file set aside, `sysdb status` the snapshot",
             _ => return None,

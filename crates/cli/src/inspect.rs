@@ -326,6 +326,11 @@ pub fn check(global: &Global, args: &CheckArgs) -> Result<u8, Error> {
         }
         .into());
     }
+    // What the real folder must allow, which a copy elsewhere cannot show.
+    if let Err(e) = sysdb::preflight(&paths) {
+        let next = crate::error::hint(&e).map(str::to_owned);
+        return Ok(say(global, &paths, Verdict::refuse(e.to_string(), next)));
+    }
     let tmp =
         tempfile::tempdir().map_err(Error::io("creating a temporary folder for", paths.dir()))?;
     let scratch = Utf8PathBuf::try_from(tmp.path().to_owned())
@@ -456,16 +461,50 @@ pub fn check(global: &Global, args: &CheckArgs) -> Result<u8, Error> {
                 next: None,
             }
         }
-        Err(e) => Verdict {
+        Err(e) => Verdict::refuse(
+            real(&e.to_string()),
+            crate::error::hint(e).map(str::to_owned),
+        ),
+    };
+    drop(result);
+    // A recovery needs room beside the real files for its copies.
+    let verdict = match verdict.verdict {
+        "recover" => {
+            let needed = sysdb::recovery_space(&paths);
+            match sysdb_snapshot::available_space(paths.dir()) {
+                Ok(free) if free < needed => Verdict::refuse(
+                    format!(
+                        "not enough free space beside {} for the recovery: it may take up to {}, and {} are free",
+                        paths.db(),
+                        bytes(needed),
+                        bytes(free)
+                    ),
+                    Some(crate::error::room_hint(&paths)),
+                ),
+                _ => verdict,
+            }
+        }
+        _ => verdict,
+    };
+    Ok(say(global, &paths, verdict))
+}
+
+impl Verdict {
+    /// `refuse`, because of `error`.
+    fn refuse(error: String, next: Option<String>) -> Self {
+        Verdict {
             verdict: "refuse",
             would: vec!["refuse to open, and leave every file as it is".to_owned()],
             would_lose: "nothing; the service cannot start until an operator acts".to_owned(),
             report: None,
-            error: Some(real(&e.to_string())),
-            next: crate::error::hint(e).map(str::to_owned),
-        },
-    };
-    drop(result);
+            error: Some(error),
+            next,
+        }
+    }
+}
+
+/// Print `verdict`; its exit code.
+fn say(global: &Global, paths: &Paths, verdict: Verdict) -> u8 {
     emit(global, &verdict, |v| {
         let mut out = format!("{}: {}\n", paths.db(), v.verdict);
         for line in &v.would {
@@ -485,12 +524,12 @@ pub fn check(global: &Global, args: &CheckArgs) -> Result<u8, Error> {
         }
         out
     });
-    Ok(match verdict.verdict {
+    match verdict.verdict {
         "healthy" => 0,
         "migrate" => 10,
         "recover" => 11,
         _ => 12,
-    })
+    }
 }
 
 /// Copy the database, its sidecars, snapshot and markers into `scratch`;

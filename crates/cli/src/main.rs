@@ -175,6 +175,7 @@ fn main() -> ExitCode {
     init_logs(&cli.global, &cli.command);
     let hints = !matches!(cli.command, Command::ProbeOpen { .. });
     let json = cli.global.json;
+    let paths = cli.global.paths().ok();
     let result = match cli.command {
         Command::Status => inspect::status(&cli.global),
         Command::Check(args) => inspect::check(&cli.global, &args),
@@ -195,7 +196,7 @@ fn main() -> ExitCode {
                 let value = serde_json::json!({
                     "error": e.to_string(),
                     "caused_by": &chain[1..],
-                    "hint": e.hint(),
+                    "hint": e.hint(paths.as_ref()),
                     "exit_code": e.exit_code(),
                     "holder_pid": e.holder_pid(),
                 });
@@ -205,7 +206,7 @@ fn main() -> ExitCode {
                 for cause in &chain[1..] {
                     eprintln!("caused by: {cause}");
                 }
-                if let Some(hint) = e.hint().filter(|_| hints) {
+                if let Some(hint) = e.hint(paths.as_ref()).filter(|_| hints) {
                     eprintln!("hint: {hint}");
                 }
             }

@@ -311,6 +311,11 @@ pub(crate) trait Disk {
     fn copy_chunk(&self, from: &mut io::Take<&File>, to: &mut &File) -> io::Result<u64>;
 }
 
+/// Bytes available to this user on the file system holding `dir`.
+pub fn available_space(dir: &Utf8Path) -> io::Result<u64> {
+    RealDisk.available_space(dir)
+}
+
 /// The real disk.
 pub(crate) struct RealDisk;
 

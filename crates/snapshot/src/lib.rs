@@ -40,8 +40,8 @@ use std::io;
 use camino::Utf8PathBuf;
 
 pub use copy::{
-    forget_previous, install, keep_previous, process_alive, restore, restore_with, stage_take,
-    take, take_with, Copied, CopyMethod, Staged, Step,
+    available_space, forget_previous, install, keep_previous, process_alive, restore, restore_with,
+    stage_take, take, take_with, Copied, CopyMethod, Staged, Step,
 };
 pub use names::{DbFiles, SIDECAR_SUFFIXES};
 pub use quarantine::{list, prune, quarantine, Moved, QuarantineSet, Quarantined};

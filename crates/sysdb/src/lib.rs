@@ -47,6 +47,7 @@
 
 mod blocks;
 mod connect;
+mod folder;
 mod lock;
 mod marker;
 mod paths;
@@ -68,6 +69,7 @@ use sysdb_snapshot::ClosedDb;
 pub use connect::{
     config, storage_version_of, Connector, DuckDbConnector, DuckDbSettings, StorageVersion,
 };
+pub use folder::{preflight, recovery_space};
 pub use lock::OpenLock;
 pub use marker::{sha256_file, Marker, Recovering};
 pub use paths::{Paths, DATA_DIR_ENV};
@@ -333,6 +335,39 @@ impl SystemDb {
 }
 
 impl Error {
+    /// Whether the file system was full: the failure of the environment
+    /// after which the files are intact and the open goes through once
+    /// there is room ([`recovery_space`] says how much a recovery may take).
+    pub fn disk_full(&self) -> bool {
+        let io = |e: &std::io::Error| {
+            e.kind() == std::io::ErrorKind::StorageFull || e.raw_os_error() == Some(28)
+        };
+        let duck = |e: &duckdb::Error| sysdb_errclass::classify_error(e) == ErrorClass::DiskFull;
+        let files = |e: &sysdb_snapshot::Error| match e {
+            sysdb_snapshot::Error::NoSpace { .. } => true,
+            sysdb_snapshot::Error::Copy { cause, .. }
+            | sysdb_snapshot::Error::Sync { cause, .. }
+            | sysdb_snapshot::Error::Rename { cause, .. }
+            | sysdb_snapshot::Error::SyncDir { cause, .. } => io(cause),
+            _ => false,
+        };
+        match self {
+            Error::Open { class, .. } => *class == ErrorClass::DiskFull,
+            Error::Folder { cause, .. }
+            | Error::Lock { cause, .. }
+            | Error::Scan { cause, .. }
+            | Error::Replay { cause, .. } => io(cause),
+            Error::Move { cause, .. } => files(cause),
+            Error::Create { cause, .. } | Error::Statement { cause, .. } => duck(cause),
+            Error::Schema { cause, .. } => match &**cause {
+                sysdb_schema::Error::Checkpoint { cause, .. } => duck(cause),
+                sysdb_schema::Error::Step { cause, .. } => duck(cause),
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
     /// [`Error::Open`] of the database at `path`, with DuckDB's error
     /// classified.
     pub(crate) fn open(path: &camino::Utf8Path) -> impl FnOnce(duckdb::Error) -> Self {
