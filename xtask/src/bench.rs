@@ -424,8 +424,11 @@ fn fresh(base: &Utf8Path, work: &Utf8Path, name: &str) -> Result<Utf8PathBuf, St
 }
 
 fn raw_open(db: &Utf8Path) -> Result<Connection, String> {
-    let conn = Connection::open_with_flags(db, sysdb::config().map_err(|e| e.to_string())?)
-        .map_err(|e| e.to_string())?;
+    let conn = Connection::open_with_flags(
+        db,
+        sysdb::Connector::config(&sysdb::DuckDbConnector).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| e.to_string())?;
     conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
         .map_err(|e| e.to_string())?;
     Ok(conn)

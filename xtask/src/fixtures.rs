@@ -30,7 +30,7 @@ const BLOCK_SIZE: &str = "16384";
 /// Open a connection the way sysdb does, creating new files with small
 /// blocks.
 fn connect(db: &Utf8Path) -> Result<Connection, String> {
-    let config = sysdb::config()
+    let config = sysdb::Connector::config(&sysdb::DuckDbConnector)
         .and_then(|c| c.with("default_block_size", BLOCK_SIZE))
         .map_err(|e| format!("configuring DuckDB: {e}"))?;
     Connection::open_with_flags(db, config).map_err(|e| format!("opening {db}: {e}"))
@@ -682,7 +682,7 @@ fn plain_open(files: &[Utf8PathBuf], db_name: &str) -> Result<(String, bool), St
     }
     let db = scratch.join(db_name);
     let before = fs_err::read(&db).ok();
-    let config = sysdb::config().map_err(|e| e.to_string())?;
+    let config = sysdb::Connector::config(&sysdb::DuckDbConnector).map_err(|e| e.to_string())?;
     Ok(match Connection::open_with_flags(&db, config) {
         Ok(_) => ("opens".to_owned(), false),
         Err(e) => (

@@ -10,7 +10,7 @@ use serde::Serialize;
 use sysdb::{Connector, OpenOptions, Paths, SystemDb};
 
 use crate::error::Error;
-use crate::inspect::{open_read_only, read_version};
+use crate::global::{open_read_only, read_version, ProbeArgs};
 use crate::out::{bytes, confirm, emit, progress_bars};
 use crate::Global;
 
@@ -38,38 +38,6 @@ pub struct MigrateArgs {
     /// no such process holds it
     #[arg(long)]
     inherit_lock: bool,
-}
-
-/// `--probe` and its timeout, for `migrate` and `check`.
-#[derive(Debug, Args)]
-pub struct ProbeArgs {
-    /// When a write-ahead log waits, open the database first in a child
-    /// process (`sysdb probe-open`), so that a replay that aborts kills the
-    /// child and is recovered from like any replay failure
-    #[arg(long)]
-    probe: bool,
-    /// How long the probe child may take
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration, requires = "probe")]
-    probe_timeout: Duration,
-}
-
-impl ProbeArgs {
-    /// The probe these flags ask for: this binary's `probe-open`, with the
-    /// same DuckDB settings.
-    pub fn probe(&self, global: &Global) -> Result<Option<sysdb::Probe>, Error> {
-        if !self.probe {
-            return Ok(None);
-        }
-        Ok(Some(sysdb::Probe {
-            program: std::env::current_exe().map_err(|e| {
-                Error::Refused(format!(
-                    "cannot find this sysdb binary to run it as the probe: {e}"
-                ))
-            })?,
-            args: [global.setting_args(), vec!["probe-open".to_owned()]].concat(),
-            timeout: self.probe_timeout,
-        }))
-    }
 }
 
 pub fn migrate(global: &Global, args: &MigrateArgs) -> Result<u8, Error> {
@@ -113,7 +81,7 @@ pub struct RecoverArgs {
 #[derive(Debug, Serialize)]
 struct Recovered {
     #[serde(flatten)]
-    done: sysdb::ByHand,
+    done: sysdb::by_hand::ByHand,
     version: Option<u32>,
 }
 
@@ -121,7 +89,7 @@ struct Recovered {
 pub fn recover(global: &Global, args: &RecoverArgs) -> Result<u8, Error> {
     let paths = global.paths()?;
     let (source, plan) = if args.from_snapshot {
-        let Some(snapshot) = sysdb::HandSource::newest_snapshot(&paths) else {
+        let Some(snapshot) = sysdb::by_hand::HandSource::newest_snapshot(&paths) else {
             return Err(Error::Refused(format!(
                 "there is no snapshot at {}; see `sysdb quarantine list` for the files set aside earlier",
                 paths.snapshot()
@@ -131,7 +99,7 @@ pub fn recover(global: &Global, args: &RecoverArgs) -> Result<u8, Error> {
             "set aside {} and its sidecars, then restore the snapshot {snapshot}; every write made after the snapshot is lost",
             paths.db(),
         );
-        (sysdb::HandSource::Snapshot(snapshot), plan)
+        (sysdb::by_hand::HandSource::Snapshot(snapshot), plan)
     } else {
         // Asked before the question; the library refuses it too.
         if !paths.db().exists() {
@@ -145,15 +113,15 @@ pub fn recover(global: &Global, args: &RecoverArgs) -> Result<u8, Error> {
             "set aside {} and its sidecars, then restore the database file at its last checkpoint; the commits in its write-ahead log are lost",
             paths.db()
         );
-        (sysdb::HandSource::LastCheckpoint, plan)
+        (sysdb::by_hand::HandSource::LastCheckpoint, plan)
     };
     if !args.yes && !confirm(&format!("sysdb recover will {plan}. Go on?")) {
         return Err(Error::Usage(format!(
             "not confirmed: sysdb recover would {plan}; pass --yes to go on without a question"
         )));
     }
-    let lock = sysdb::lock(&paths, LOCK_WAIT)?;
-    let done = sysdb::recover_by_hand(&paths, &lock, &source, &progress_bars())?;
+    let lock = sysdb::by_hand::lock(&paths, LOCK_WAIT)?;
+    let done = sysdb::by_hand::recover(&paths, &lock, &source, &progress_bars())?;
     let conn = global
         .connector()
         .connect(paths.db())
@@ -205,8 +173,9 @@ pub fn snapshot(global: &Global, cmd: &SnapshotCommand) -> Result<u8, Error> {
     let paths = global.paths()?;
     let report = match cmd {
         SnapshotCommand::Take => {
-            let lock = sysdb::lock(&paths, LOCK_WAIT)?;
-            let taken = sysdb::snapshot_now(&paths, &lock, &global.connector(), &progress_bars())?;
+            let lock = sysdb::by_hand::lock(&paths, LOCK_WAIT)?;
+            let taken =
+                sysdb::by_hand::snapshot(&paths, &lock, &global.connector(), &progress_bars())?;
             SnapshotReport {
                 version: open_read_only(global, &taken.to)
                     .ok()
@@ -271,7 +240,7 @@ pub fn quarantine(global: &Global, cmd: &QuarantineCommand) -> Result<u8, Error>
     let (sets, verb) = match cmd {
         QuarantineCommand::List => (sysdb_snapshot::list(paths.files())?, "set"),
         QuarantineCommand::Prune { keep, yes } => {
-            let _lock = sysdb::lock(&paths, LOCK_WAIT)?;
+            let _lock = sysdb::by_hand::lock(&paths, LOCK_WAIT)?;
             // Asked before the question; the prune refuses it too.
             if paths.recovering().exists() {
                 return Err(sysdb_snapshot::Error::RecoveryInFlight {

@@ -13,7 +13,7 @@ use sysdb_scenarios::child::{child_main, Crash};
 use sysdb_scenarios::ladders::{insert_jobs, jobs_ladder};
 
 use crate::error::Error;
-use crate::inspect::read_version;
+use crate::global::read_version;
 use crate::out::emit;
 use crate::Global;
 

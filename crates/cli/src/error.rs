@@ -152,7 +152,7 @@ pub(crate) fn room_hint(paths: &sysdb::Paths) -> String {
     format!(
         "free space on the file system of {}: a recovery of these files, with the migration after it, may take up to {} there ({free}); nothing was moved, so run the command again once there is room",
         paths.dir(),
-        crate::out::bytes(sysdb::recovery_space(paths)),
+        crate::out::bytes(sysdb::by_hand::recovery_space(paths)),
     )
 }
 

@@ -4,11 +4,12 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use camino::{Utf8Path, Utf8PathBuf};
-use duckdb::Connection;
 use serde::Serialize;
-use sysdb::{Connector as _, Marker, OpenOptions, Paths, Recovering, RestoreSource, SystemDb};
+use sysdb::report::{Marker, Recovering, RestoreSource};
+use sysdb::{OpenOptions, Outcome, Paths, SystemDb};
 
 use crate::error::Error;
+use crate::global::{open_read_only, read_version, ProbeArgs};
 use crate::out::{age, bytes, emit};
 use crate::Global;
 
@@ -64,16 +65,6 @@ struct Status {
     lock_held: bool,
     lock_holder_pid: Option<u32>,
     schema: SchemaInfo,
-}
-
-/// A read-only connection: it takes no write lock and writes no file.
-pub fn open_read_only(global: &Global, path: &Utf8Path) -> duckdb::Result<Connection> {
-    global.connector().connect_read_only(path)
-}
-
-/// The schema version of the database (the schema crate's meaning of it), if it has one.
-pub fn read_version(conn: &Connection) -> Option<u32> {
-    sysdb_schema::current_version(conn).ok().filter(|v| *v > 0)
 }
 
 fn schema_info(global: &Global, paths: &Paths, ladder: Option<&sysdb::Ladder>) -> SchemaInfo {
@@ -152,7 +143,7 @@ pub fn status(global: &Global) -> Result<u8, Error> {
             id: set.id,
         })
         .collect();
-    let holder = sysdb::lock_holder(&paths);
+    let holder = sysdb::by_hand::lock_holder(&paths);
     let status = Status {
         database: paths.db().to_owned(),
         database_bytes: fs_err::metadata(paths.db()).ok().map(|m| m.len()),
@@ -165,7 +156,7 @@ pub fn status(global: &Global) -> Result<u8, Error> {
         recovering_error,
         quarantine,
         lock_held: holder.is_some(),
-        lock_holder_pid: holder.flatten(),
+        lock_holder_pid: holder.and_then(|h| h.pid),
         schema: schema_info(global, &paths, ladder.as_ref()),
     };
     emit(global, &status, human_status);
@@ -307,7 +298,7 @@ fn plural(n: u64, thing: &str) -> String {
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {
     #[command(flatten)]
-    probe: crate::commands::ProbeArgs,
+    probe: ProbeArgs,
     /// Say what `migrate --accept-drift` would do
     #[arg(long)]
     accept_drift: bool,
@@ -317,17 +308,17 @@ pub struct CheckArgs {
 pub fn check(global: &Global, args: &CheckArgs) -> Result<u8, Error> {
     let paths = global.paths()?;
     let ladder = global.require_ladder()?;
-    if let Some(pid) = sysdb::lock_holder(&paths) {
+    if let Some(holder) = sysdb::by_hand::lock_holder(&paths) {
         // A copy taken while another process works on the files may be torn.
         return Err(sysdb::Error::Locked {
             path: paths.lock(),
-            pid,
+            pid: holder.pid,
             waited: Duration::ZERO,
         }
         .into());
     }
     // What the real folder must allow, which a copy elsewhere cannot show.
-    if let Err(e) = sysdb::preflight(&paths) {
+    if let Err(e) = sysdb::by_hand::preflight(&paths) {
         let next = crate::error::hint(&e).map(str::to_owned);
         return Ok(say(global, &paths, Verdict::refuse(e.to_string(), next)));
     }
@@ -349,85 +340,89 @@ pub fn check(global: &Global, args: &CheckArgs) -> Result<u8, Error> {
             let report = db.report();
             let mut would = Vec::new();
             let mut would_lose = "nothing".to_owned();
-            let verdict = if let Some(restored) = &report.restored {
-                for m in &report.quarantined {
-                    would.push(real(&format!("set aside {} ({})", m.from, bytes(m.bytes))));
-                }
-                let log = restored.log.as_ref();
-                let count = |n: Option<u64>| n.map_or("?".to_owned(), |n| n.to_string());
-                let first_failed =
-                    log.and_then(|l| l.first_failed.as_ref())
-                        .map_or(String::new(), |f| {
-                            format!(
-                                "; the first that does not replay is commit {}: {}",
-                                count(f.commit),
-                                real(&f.error).replace('\n', " ")
-                            )
-                        });
-                match restored.source {
-                    RestoreSource::Replayed => {
-                        would.push(format!(
+            let verdict = match (report.outcome(), &report.restored) {
+                (Outcome::Recovered { .. }, Some(restored)) => {
+                    for m in &report.quarantined {
+                        would.push(real(&format!("set aside {} ({})", m.from, bytes(m.bytes))));
+                    }
+                    let log = restored.log.as_ref();
+                    let count = |n: Option<u64>| n.map_or("?".to_owned(), |n| n.to_string());
+                    let first_failed =
+                        log.and_then(|l| l.first_failed.as_ref())
+                            .map_or(String::new(), |f| {
+                                format!(
+                                    "; the first that does not replay is commit {}: {}",
+                                    count(f.commit),
+                                    real(&f.error).replace('\n', " ")
+                                )
+                            });
+                    match restored.source {
+                        RestoreSource::Replayed => {
+                            would.push(format!(
                             "restore the database with its whole write-ahead log ({}), replayed on a copy through ATTACH",
                             log.and_then(|l| l.commits).map_or("every commit".to_owned(), |n| plural(n, "commit"))
                         ));
-                    }
-                    RestoreSource::Salvaged => {
-                        let (kept, total, lost) = log.map_or((None, None, None), |l| {
-                            (l.commits_kept, l.commits, l.commits_lost())
-                        });
-                        would.push(format!(
+                        }
+                        RestoreSource::Salvaged => {
+                            let (kept, total, lost) = log.map_or((None, None, None), |l| {
+                                (l.commits_kept, l.commits, l.commits_lost())
+                            });
+                            would.push(format!(
                             "restore the database with {} of the {} commits of its write-ahead log, replayed on a copy",
                             count(kept),
                             count(total),
                         ));
-                        let reapplied = log.and_then(|l| l.reapplied.as_ref());
-                        let for_ladder = reapplied.and_then(|r| r.commits).unwrap_or(0);
-                        let mut lose = Vec::new();
-                        if reapplied.is_none() || !first_failed.is_empty() {
-                            lose.push(format!(
+                            let reapplied = log.and_then(|l| l.reapplied.as_ref());
+                            let for_ladder = reapplied.and_then(|r| r.commits).unwrap_or(0);
+                            let mut lose = Vec::new();
+                            if reapplied.is_none() || !first_failed.is_empty() {
+                                lose.push(format!(
                                 "{} of the write-ahead log, which DuckDB cannot replay{first_failed}",
                                 lost.map_or("the last commits".to_owned(), |n| plural(n.saturating_sub(for_ladder), "commit"))
                             ));
-                        }
-                        if let Some(r) = reapplied {
-                            lose.push(reapplied_words(r, &real));
-                        }
-                        would_lose =
-                            format!("{}; the whole log stays in quarantine", lose.join("; and "));
-                    }
-                    RestoreSource::DatabaseAtLastCheckpoint => {
-                        would.push("restore the database file at its last checkpoint".to_owned());
-                        let why = match log.and_then(|l| l.reapplied.as_ref()) {
-                            Some(r) if first_failed.is_empty() => {
-                                format!(": {}", reapplied_words(r, &real))
                             }
-                            _ => format!(", which DuckDB cannot replay{first_failed}"),
-                        };
-                        would_lose = format!(
+                            if let Some(r) = reapplied {
+                                lose.push(reapplied_words(r, &real));
+                            }
+                            would_lose = format!(
+                                "{}; the whole log stays in quarantine",
+                                lose.join("; and ")
+                            );
+                        }
+                        RestoreSource::DatabaseAtLastCheckpoint => {
+                            would.push(
+                                "restore the database file at its last checkpoint".to_owned(),
+                            );
+                            let why = match log.and_then(|l| l.reapplied.as_ref()) {
+                                Some(r) if first_failed.is_empty() => {
+                                    format!(": {}", reapplied_words(r, &real))
+                                }
+                                _ => format!(", which DuckDB cannot replay{first_failed}"),
+                            };
+                            would_lose = format!(
                             "the commits in the write-ahead log set aside ({}{}){why}; they stay in quarantine",
                             bytes(report.wal_bytes_set_aside),
                             log.and_then(|l| l.commits).map_or(String::new(), |n| format!(", {}", plural(n, "commit")))
                         );
-                    }
-                    RestoreSource::Snapshot => {
-                        let age = restored
-                            .snapshot_age_secs
-                            .map_or("unknown".to_owned(), |s| {
-                                humantime::format_duration(Duration::from_secs(s)).to_string()
-                            });
-                        would.push(format!(
-                            "restore the pre-migrate snapshot, written {age} ago"
-                        ));
-                        would_lose = format!(
+                        }
+                        RestoreSource::Snapshot => {
+                            let age = restored
+                                .snapshot_age_secs
+                                .map_or("unknown".to_owned(), |s| {
+                                    humantime::format_duration(Duration::from_secs(s)).to_string()
+                                });
+                            would.push(format!(
+                                "restore the pre-migrate snapshot, written {age} ago"
+                            ));
+                            would_lose = format!(
                             "every write made after the snapshot was taken ({age} ago); the unreadable files stay in quarantine"
                         );
+                        }
                     }
+                    "recover"
                 }
-                "recover"
-            } else if report.migration.is_some() {
-                "migrate"
-            } else {
-                "healthy"
+                (Outcome::Migrated, _) => "migrate",
+                (Outcome::Healthy, _) | (Outcome::Recovered { .. }, None) => "healthy",
             };
             if let Some(version) = &report.created {
                 would.push(format!(
@@ -470,7 +465,7 @@ pub fn check(global: &Global, args: &CheckArgs) -> Result<u8, Error> {
     // A recovery needs room beside the real files for its copies.
     let verdict = match verdict.verdict {
         "recover" => {
-            let needed = sysdb::recovery_space(&paths);
+            let needed = sysdb::by_hand::recovery_space(&paths);
             match sysdb_snapshot::available_space(paths.dir()) {
                 Ok(free) if free < needed => Verdict::refuse(
                     format!(
@@ -599,7 +594,7 @@ fn copy_state(paths: &Paths, scratch: &Utf8Path) -> Result<Paths, Error> {
 }
 
 /// The commits a recovery leaves for the ladder to apply again, in words.
-fn reapplied_words(r: &sysdb::Reapplied, real: &dyn Fn(&str) -> String) -> String {
+fn reapplied_words(r: &sysdb::report::Reapplied, real: &dyn Fn(&str) -> String) -> String {
     let which = match r.commits {
         Some(1) => "the last commit".to_owned(),
         Some(n) => format!("the last {n} commits"),

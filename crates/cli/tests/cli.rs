@@ -377,7 +377,7 @@ fn a_held_lock_is_exit_code_3_with_the_holder_named() {
     let (_tmp, tmp) = temp();
     let data = tmp.join("data");
     let paths = sysdb::Paths::from_data_dir(&data).expect("paths");
-    let _held = sysdb::lock(&paths, std::time::Duration::ZERO).expect("lock");
+    let _held = sysdb::by_hand::lock(&paths, std::time::Duration::ZERO).expect("lock");
     let out = sysdb(&[
         "--data-dir",
         data.as_str(),

@@ -15,7 +15,7 @@ use serde::Serialize;
 /// patched `duckdb.connect`.
 pub trait Connector {
     /// The settings of the connections this connector opens. By default,
-    /// [`config`]'s.
+    /// DuckDB's with extension auto-install and auto-load turned off.
     fn config(&self) -> duckdb::Result<Config> {
         config()
     }
@@ -44,8 +44,9 @@ pub trait Connector {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DuckDbConnector;
 
-/// The settings every connection sysdb opens uses.
-pub fn config() -> duckdb::Result<Config> {
+/// The settings every connection sysdb opens uses (what
+/// [`DuckDbConnector`]'s [`Connector::config`] gives).
+pub(crate) fn config() -> duckdb::Result<Config> {
     Config::default()
         .with("autoinstall_known_extensions", "false")?
         .with("autoload_known_extensions", "false")
@@ -55,7 +56,7 @@ impl Connector for DuckDbConnector {}
 
 /// The real connector with DuckDB settings of the service's own
 /// (`memory_limit`, `temp_directory`, `threads`, `TimeZone`, …) on top of
-/// [`config`]'s, for every connection sysdb makes.
+/// the real connector's, for every connection sysdb makes.
 ///
 /// The settings of ICU (`TimeZone`, `Calendar`) exist only once ICU is
 /// loaded, after DuckDB has opened the file (and replayed its log), and

@@ -84,7 +84,7 @@ pub(crate) fn acquire(path: &Utf8Path, wait: Duration) -> Result<OpenLock> {
 /// service that takes the lock itself and then runs `sysdb migrate
 /// --inherit-lock`, or the probe child an open starts.
 pub(crate) fn acquire_or_inherit(path: &Utf8Path, wait: Duration) -> Result<OpenLock> {
-    if let Some(Some(holder)) = holder_now(path) {
+    if let Some(LockHolder { pid: Some(holder) }) = holder_now(path) {
         if lineage().any(|pid| pid == holder) {
             tracing::debug!(lock = %path, holder, "running under the open lock of a process this one descends from");
             return Ok(OpenLock { file: None });
@@ -112,14 +112,23 @@ fn parent_in_stat(stat: &str) -> Option<u32> {
     after_name.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// A process that holds the open lock.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockHolder {
+    /// Its pid, when it wrote one and that process lives.
+    pub pid: Option<u32>,
+}
+
 /// Who holds the lock now, without taking it for long and without creating
-/// the lock file: `None` when nobody does, `Some(pid)` (the pid it wrote,
-/// if readable) when a process does.
-pub(crate) fn holder_now(path: &Utf8Path) -> Option<Option<u32>> {
+/// the lock file: `None` when nobody does.
+pub(crate) fn holder_now(path: &Utf8Path) -> Option<LockHolder> {
     let mut file = fs_err::File::open(path).ok()?;
     match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockShared) {
         Ok(()) => None,
-        Err(_) => Some(holder(&mut file)),
+        Err(_) => Some(LockHolder {
+            pid: holder(&mut file),
+        }),
     }
 }
 
@@ -166,7 +175,12 @@ mod tests {
             Error::Locked { pid, .. } => assert_eq!(pid, Some(std::process::id())),
             other => panic!("unexpected {other:?}"),
         }
-        assert_eq!(holder_now(&path), Some(Some(std::process::id())));
+        assert_eq!(
+            holder_now(&path),
+            Some(LockHolder {
+                pid: Some(std::process::id())
+            })
+        );
         drop(first);
         assert_eq!(fs_err::read_to_string(&path).expect("lock file"), "");
         assert_eq!(holder_now(&path), None);
@@ -227,6 +241,11 @@ mod tests {
         }
         // Once it writes its own pid, that is the one reported.
         fs_err::write(&path, format!("{:>10}\n", std::process::id())).expect("write pid");
-        assert_eq!(holder_now(&path), Some(Some(std::process::id())));
+        assert_eq!(
+            holder_now(&path),
+            Some(LockHolder {
+                pid: Some(std::process::id())
+            })
+        );
     }
 }

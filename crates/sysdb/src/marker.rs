@@ -63,7 +63,7 @@ pub struct Recovering {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replayed: Option<Utf8PathBuf>,
     /// The snapshot a recovery by hand restores (see
-    /// [`recover_by_hand`](crate::recover_by_hand)), relative to the
+    /// [`by_hand::recover`](crate::by_hand::recover)), relative to the
     /// database's folder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<Utf8PathBuf>,
@@ -155,11 +155,7 @@ pub(crate) fn write(
     bytes: &[u8],
     doing: &'static str,
 ) -> Result<()> {
-    sysdb_snapshot::write_durably(path, bytes).map_err(|source| Error::Move {
-        doing,
-        path: paths.db().to_owned(),
-        cause: source,
-    })
+    sysdb_snapshot::write_durably(path, bytes).map_err(Error::files(doing, paths.db()))
 }
 
 impl Recovering {
@@ -175,7 +171,7 @@ impl Recovering {
 }
 
 /// The SHA-256 of a file, in lowercase hex, read in bounded memory.
-pub fn sha256_file(path: &Utf8Path) -> Result<String> {
+pub(crate) fn sha256_file(path: &Utf8Path) -> Result<String> {
     let read_error = |source: std::io::Error| Error::Marker {
         path: path.to_owned(),
         problem: format!("reading it for its checksum: {source}"),

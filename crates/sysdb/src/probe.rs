@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use camino::Utf8Path;
 
-use crate::{Connector, DuckDbConnector, Error, ProbeOutcome, Result};
+use crate::report::ProbeOutcome;
+use crate::{Connector, DuckDbConnector, Error, Result};
 
 /// How often the child is looked at.
 const POLL: Duration = Duration::from_millis(10);

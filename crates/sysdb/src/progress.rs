@@ -109,11 +109,6 @@ impl ProgressHook {
         Self(Some(Arc::new(report)))
     }
 
-    /// Progress to nowhere.
-    pub fn none() -> Self {
-        Self(None)
-    }
-
     fn send(&self, progress: Progress) {
         if let Some(report) = &self.0 {
             report(progress);
@@ -228,6 +223,6 @@ mod tests {
         let hook = ProgressHook::new(|_| {});
         assert_eq!(hook, hook.clone());
         assert_ne!(hook, ProgressHook::new(|_| {}));
-        assert_eq!(ProgressHook::none(), ProgressHook::default());
+        assert_eq!(ProgressHook::default(), ProgressHook::default());
     }
 }

@@ -399,12 +399,7 @@ impl Recovery<'_> {
     }
 
     fn files_error(&self, doing: &'static str) -> impl FnOnce(sysdb_snapshot::Error) -> Error {
-        let path = self.paths.db().to_owned();
-        move |source| Error::Move {
-            doing,
-            path,
-            cause: source,
-        }
+        Error::files(doing, self.paths.db())
     }
 
     /// Choose, on copies and before any file is moved, what to restore:
@@ -1151,11 +1146,10 @@ impl Recovery<'_> {
     fn finish(&self, conn: Connection) -> Result<Connection> {
         #[cfg(feature = "failpoints")]
         fail::fail_point!("sysdb::recover::reconnected");
-        remove_durably(&self.paths.recovering()).map_err(|source| Error::Move {
-            doing: "removing the recovery marker of",
-            path: self.paths.db().to_owned(),
-            cause: source,
-        })?;
+        remove_durably(&self.paths.recovering()).map_err(Error::files(
+            "removing the recovery marker of",
+            self.paths.db(),
+        ))?;
         // A scratch folder left by a recovery that was killed.
         Scratch::at(self.paths).remove();
         Ok(conn)
@@ -1164,11 +1158,8 @@ impl Recovery<'_> {
 
 /// The database file of the newest quarantine set that holds one.
 fn newest_quarantined_db(paths: &Paths) -> Result<Option<Utf8PathBuf>> {
-    let sets = sysdb_snapshot::list(paths.files()).map_err(|source| Error::Move {
-        doing: "listing the quarantine sets of",
-        path: paths.db().to_owned(),
-        cause: source,
-    })?;
+    let sets = sysdb_snapshot::list(paths.files())
+        .map_err(Error::files("listing the quarantine sets of", paths.db()))?;
     let prefix = paths.files().sibling(".broken.");
     Ok(sets.into_iter().find_map(|set| {
         set.files.into_iter().map(|(path, _)| path).find(|path| {
@@ -1255,6 +1246,7 @@ impl HandSource {
 }
 
 /// What a recovery by hand did.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ByHand {
     /// The files set aside, in the order they were moved.
@@ -1279,13 +1271,7 @@ pub fn recover_by_hand(
     source: &HandSource,
     progress: &ProgressHook,
 ) -> Result<ByHand> {
-    let moving = |doing| {
-        move |source| Error::Move {
-            doing,
-            path: paths.db().to_owned(),
-            cause: source,
-        }
-    };
+    let moving = |doing| Error::files(doing, paths.db());
     // Refused before the marker is written: a marker left by a recovery
     // that had nothing to restore would send the next open to an older
     // quarantine set.

@@ -21,7 +21,8 @@ use camino::{Utf8Path, Utf8PathBuf};
 use sysdb_errclass::{classify_error, ErrorClass, WalReplayCause};
 
 use crate::connect::{sql_ident, sql_string};
-use crate::{Connector, Failure, Paths, Probe, ProbeOutcome};
+use crate::report::ProbeOutcome;
+use crate::{Connector, Failure, Paths, Probe};
 
 /// The alias the replayed database is attached under.
 const ALIAS: &str = "sysdb_replayed";

@@ -1,4 +1,4 @@
-//! What an open found and did.
+//! What an open found and did: [`OpenReport`] and the types it is made of.
 
 use std::fmt;
 use std::time::Instant;
@@ -7,9 +7,11 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde::Serialize;
 use sysdb_errclass::ErrorClass;
 
-use crate::{Marker, Recovering, StorageVersion};
+pub use crate::marker::{Marker, Recovering};
+use crate::StorageVersion;
 
 /// What [`SystemDb::open`](crate::SystemDb::open) found and did.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct OpenReport {
     /// The database.
@@ -42,6 +44,7 @@ pub struct OpenReport {
 }
 
 /// An error met on the way.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MetError {
     /// Its class (`"wal-replay"`, `"locked"`, …).
@@ -92,6 +95,7 @@ impl fmt::Display for ProbeOutcome {
 }
 
 /// One file set aside.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MovedFile {
     /// Where it was.
@@ -132,6 +136,7 @@ pub enum RestoreSource {
 }
 
 /// What a recovery restored.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Restored {
     /// Which copy.
@@ -149,6 +154,7 @@ pub struct Restored {
 }
 
 /// What of a write-ahead log a recovery kept, and what it set aside.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LogKept {
     /// The complete commits in the log; `None` when its framing could not
@@ -188,6 +194,7 @@ impl LogKept {
 
 /// Commits a recovery left out although they replay: the ladder fails on
 /// the database that holds them, and completes on the one without them.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Reapplied {
     /// How many, where the log's framing was read: the last commits of
@@ -200,6 +207,7 @@ pub struct Reapplied {
 }
 
 /// The first commit of a log that did not replay.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FailedCommit {
     /// Its number, from 1, when the log's framing was read.
@@ -211,6 +219,7 @@ pub struct FailedCommit {
 }
 
 /// A migration run.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Migration {
     /// The version before.
@@ -229,6 +238,7 @@ pub struct Migration {
 }
 
 /// One step run.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StepRun {
     /// The step's version.
@@ -253,6 +263,7 @@ impl From<&sysdb_schema::StepDone> for StepRun {
 }
 
 /// Time spent in one phase.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Phase {
     /// The phase (`lock`, `connect`, `quarantine`, …).
@@ -265,7 +276,36 @@ fn millis(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// What an open came to, in one word: what `sysdb check` predicts, what a
+/// service may log. (An open that refused is an [`Error`](crate::Error).)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "outcome")]
+pub enum Outcome {
+    /// The database was at the ladder's top: nothing was done.
+    Healthy,
+    /// The database was created or migrated (or both); nothing was
+    /// recovered.
+    Migrated,
+    /// Files were set aside and a copy restored from `source` (then
+    /// migrated, where steps were pending).
+    Recovered {
+        /// What the database was restored from.
+        source: RestoreSource,
+    },
+}
+
 impl OpenReport {
+    /// What the open came to.
+    pub fn outcome(&self) -> Outcome {
+        match (&self.restored, &self.migration, &self.created) {
+            (Some(restored), ..) => Outcome::Recovered {
+                source: restored.source,
+            },
+            (None, Some(_), _) | (None, None, Some(_)) => Outcome::Migrated,
+            (None, None, None) => Outcome::Healthy,
+        }
+    }
+
     pub(crate) fn new(path: &Utf8Path) -> Self {
         Self {
             path: path.to_owned(),
@@ -434,5 +474,45 @@ impl fmt::Display for OpenReport {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_outcome_is_the_recovery_else_the_migration_else_healthy() {
+        let mut report = OpenReport::new(Utf8Path::new("/srv/data/state/system.duckdb"));
+        assert_eq!(report.outcome(), Outcome::Healthy);
+        report.created = Some(StorageVersion::default());
+        assert_eq!(report.outcome(), Outcome::Migrated);
+        report.created = None;
+        report.migration = Some(Migration {
+            from: 26,
+            to: 27,
+            snapshot: "/srv/data/state/system.duckdb.pre-migrate".into(),
+            snapshot_bytes: 1,
+            resumed_window: false,
+            steps: Vec::new(),
+        });
+        assert_eq!(report.outcome(), Outcome::Migrated);
+        report.restored = Some(Restored {
+            source: RestoreSource::Salvaged,
+            from: "/srv/data/state/system.duckdb.broken.20261127T101500Z".into(),
+            version: Some(26),
+            snapshot_age_secs: None,
+            log: None,
+        });
+        assert_eq!(
+            report.outcome(),
+            Outcome::Recovered {
+                source: RestoreSource::Salvaged
+            }
+        );
+        assert_eq!(
+            serde_json::to_string(&report.outcome()).expect("json"),
+            r#"{"outcome":"recovered","source":"salvaged"}"#
+        );
     }
 }

@@ -191,11 +191,7 @@ fn take_checked(
         ClosedDb::assume_closed(paths.files().clone())
     };
 
-    keep_previous(&closed).map_err(|source| Error::Move {
-        doing: "keeping the previous snapshot of",
-        path: paths.db().to_owned(),
-        cause: source,
-    })?;
+    keep_previous(&closed).map_err(Error::files("keeping the previous snapshot of", paths.db()))?;
     let taken = staged.commit(&mut |_| {}).map_err(snapshot_error(paths))?;
     #[cfg(feature = "failpoints")]
     fail::fail_point!("sysdb::window::snapshotted");
@@ -256,12 +252,8 @@ fn blocks_in_use(conn: &Connection) -> Option<u64> {
     .and_then(|blocks| u64::try_from(blocks).ok())
 }
 
-fn snapshot_error(paths: &Paths) -> impl FnOnce(sysdb_snapshot::Error) -> Error + '_ {
-    move |source| Error::Move {
-        doing: "taking the pre-migrate snapshot of",
-        path: paths.db().to_owned(),
-        cause: source,
-    }
+fn snapshot_error(paths: &Paths) -> impl FnOnce(sysdb_snapshot::Error) -> Error {
+    Error::files("taking the pre-migrate snapshot of", paths.db())
 }
 
 /// Take the pre-migrate snapshot now, outside a migration (an operator's
@@ -369,22 +361,17 @@ fn quoted(identifier: &str) -> String {
 /// The window completed: its marker and the previous snapshot go.
 fn finish_window(paths: &Paths) -> Result<()> {
     remove_marker(paths)?;
-    forget_previous(paths.files()).map_err(|source| Error::Move {
-        doing: "removing the previous snapshot of",
-        path: paths.db().to_owned(),
-        cause: source,
-    })?;
+    forget_previous(paths.files()).map_err(Error::files(
+        "removing the previous snapshot of",
+        paths.db(),
+    ))?;
     Ok(())
 }
 
 fn remove_marker(paths: &Paths) -> Result<()> {
     remove_durably(&paths.marker())
         .map(|_| ())
-        .map_err(|source| Error::Move {
-            doing: "removing the intent marker of",
-            path: paths.db().to_owned(),
-            cause: source,
-        })
+        .map_err(Error::files("removing the intent marker of", paths.db()))
 }
 
 #[cfg(test)]
@@ -411,6 +398,7 @@ mod tests {
             sysdb_errclass::classify_error(&failure)
         ));
         let paths = Paths::for_db("/nowhere/system.duckdb").expect("paths");
-        read_whole(&conn, &paths, &ProgressHook::none()).expect("not damage: the window goes on");
+        read_whole(&conn, &paths, &ProgressHook::default())
+            .expect("not damage: the window goes on");
     }
 }

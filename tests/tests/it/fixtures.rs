@@ -54,7 +54,10 @@ fn copy_fixture(manifest: &Manifest, tmp: &Utf8Path) -> Paths {
 fn plain_open(manifest: &Manifest) -> String {
     let tmp = tempfile::tempdir().expect("temp dir");
     let paths = copy_fixture(manifest, Utf8Path::from_path(tmp.path()).expect("utf-8"));
-    match Connection::open_with_flags(paths.db(), sysdb::config().expect("config")) {
+    match Connection::open_with_flags(
+        paths.db(),
+        sysdb::Connector::config(&sysdb::DuckDbConnector).expect("config"),
+    ) {
         Ok(_) => "opens".to_owned(),
         Err(e) => describe(classify_error(&e)),
     }

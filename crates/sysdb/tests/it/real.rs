@@ -7,9 +7,9 @@ use std::time::Duration;
 use camino::Utf8Path;
 use std::sync::{Arc, Mutex};
 
+use sysdb::report::{Marker, RestoreSource};
 use sysdb::{
-    sha256_file, Connector, DuckDbConnector, Error, Marker, OpenOptions, Paths, Progress,
-    ProgressHook, RestoreSource, SystemDb, Task,
+    Connector, DuckDbConnector, Error, OpenOptions, Paths, Progress, ProgressHook, SystemDb, Task,
 };
 use sysdb_errclass::{classify_error, ErrorClass};
 use sysdb_scenarios::child::{test_child, Crash};
@@ -531,7 +531,14 @@ fn the_strict_option_refuses_the_snapshot_without_a_marker_and_restores_it_with_
     }
 
     // With the window's own marker the snapshot is restored.
-    marker.snapshot_sha256 = sha256_file(&paths.snapshot()).expect("hash");
+    marker.snapshot_sha256 = {
+        use sha2::Digest as _;
+        let bytes = fs_err::read(paths.snapshot()).expect("read the snapshot");
+        sha2::Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
     write_marker(&marker);
     fs_err::write(paths.wal(), b"FAKE_WAL_CONTENT").expect("write");
     let db = open_after_replay_failure(&paths, &strict).expect("recovered");
@@ -620,7 +627,7 @@ fn a_replay_out_of_memory_is_refused_touching_nothing_and_replays_with_more_memo
     let before = folder_digest(&dir.state());
 
     let small = |path: &Utf8Path| {
-        let config = sysdb::config()?
+        let config = sysdb::Connector::config(&sysdb::DuckDbConnector)?
             .with("memory_limit", "16MB")?
             .with("temp_directory", "")?
             .with("threads", "1")?;
@@ -858,7 +865,7 @@ fn a_replay_that_kills_the_probe_is_salvaged_in_the_probe_child() {
     let report = db.report();
     assert_eq!(
         report.probe,
-        Some(sysdb::ProbeOutcome::Killed { signal: 6 }),
+        Some(sysdb::report::ProbeOutcome::Killed { signal: 6 }),
         "{report}"
     );
     let restored = report.restored.as_ref().expect("restored");
@@ -930,12 +937,12 @@ fn a_snapshot_taken_by_hand_checks_the_database_first_and_keeps_the_one_it_repla
     let first = fs_err::read(paths.snapshot()).expect("snapshot");
 
     let take_now = || {
-        let lock = sysdb::lock(&paths, Duration::ZERO).expect("lock");
-        sysdb::snapshot_now(
+        let lock = sysdb::by_hand::lock(&paths, Duration::ZERO).expect("lock");
+        sysdb::by_hand::snapshot(
             &paths,
             &lock,
             &DuckDbConnector,
-            &sysdb::ProgressHook::none(),
+            &sysdb::ProgressHook::default(),
         )
     };
 
@@ -969,7 +976,7 @@ fn a_probe_run_by_hand_waits_for_the_open_lock() {
     let dir = StateDir::new();
     let paths = dir.paths();
     drop(open(&paths).expect("open"));
-    let lock = sysdb::lock(&paths, Duration::ZERO).expect("lock");
+    let lock = sysdb::by_hand::lock(&paths, Duration::ZERO).expect("lock");
     let err = sysdb::probe_open(paths.db(), Duration::from_millis(50)).expect_err("locked");
     assert!(matches!(err, Error::Locked { .. }), "{err:?}");
     drop(lock);
@@ -1252,9 +1259,9 @@ fn database_gone(dir: &StateDir) -> Paths {
 fn a_snapshot_by_hand_of_a_missing_database_writes_nothing() {
     let dir = StateDir::new();
     let paths = database_gone(&dir);
-    let lock = sysdb::lock(&paths, Duration::ZERO).expect("lock");
+    let lock = sysdb::by_hand::lock(&paths, Duration::ZERO).expect("lock");
     let before = folder_digest(&dir.state());
-    let err = sysdb::snapshot_now(&paths, &lock, &DuckDbConnector, &ProgressHook::none())
+    let err = sysdb::by_hand::snapshot(&paths, &lock, &DuckDbConnector, &ProgressHook::default())
         .expect_err("nothing to snapshot");
     assert!(
         matches!(&err, Error::Missing { path, .. } if path == paths.db()),
@@ -1273,14 +1280,20 @@ fn a_snapshot_by_hand_of_a_missing_database_writes_nothing() {
 fn a_recovery_by_hand_without_its_source_writes_no_marker_and_moves_nothing() {
     let dir = StateDir::new();
     let paths = database_gone(&dir);
-    let lock = sysdb::lock(&paths, Duration::ZERO).expect("lock");
+    let lock = sysdb::by_hand::lock(&paths, Duration::ZERO).expect("lock");
     let before = folder_digest(&dir.state());
     let elsewhere = dir.state().join("system.duckdb.pre-migrate.gone");
     for (source, missing) in [
-        (sysdb::HandSource::LastCheckpoint, paths.db().to_owned()),
-        (sysdb::HandSource::Snapshot(elsewhere.clone()), elsewhere),
+        (
+            sysdb::by_hand::HandSource::LastCheckpoint,
+            paths.db().to_owned(),
+        ),
+        (
+            sysdb::by_hand::HandSource::Snapshot(elsewhere.clone()),
+            elsewhere,
+        ),
     ] {
-        let err = sysdb::recover_by_hand(&paths, &lock, &source, &ProgressHook::none())
+        let err = sysdb::by_hand::recover(&paths, &lock, &source, &ProgressHook::default())
             .expect_err("nothing to restore");
         assert!(
             matches!(&err, Error::Missing { path, .. } if *path == missing),

@@ -170,11 +170,11 @@ fn reliability_child() {
     let paths = Paths::from_data_dir(&job.data).expect("paths");
     if let Some(from_snapshot) = job.by_hand {
         let source = match from_snapshot {
-            true => sysdb::HandSource::Snapshot(paths.snapshot()),
-            false => sysdb::HandSource::LastCheckpoint,
+            true => sysdb::by_hand::HandSource::Snapshot(paths.snapshot()),
+            false => sysdb::by_hand::HandSource::LastCheckpoint,
         };
-        let done = sysdb::lock(&paths, Duration::from_secs(120)).and_then(|lock| {
-            sysdb::recover_by_hand(&paths, &lock, &source, &sysdb::ProgressHook::none())
+        let done = sysdb::by_hand::lock(&paths, Duration::from_secs(120)).and_then(|lock| {
+            sysdb::by_hand::recover(&paths, &lock, &source, &sysdb::ProgressHook::default())
         });
         let outcome = Outcome {
             ok: done.is_ok(),

@@ -206,8 +206,11 @@ fn templates() -> Templates {
         sysdb::SystemDb::open(&paths, &ladder_to(TOP), &sysdb::OpenOptions::default())
             .expect("migrate to the top"),
     );
-    let conn = duckdb::Connection::open_with_flags(paths.db(), sysdb::config().expect("config"))
-        .expect("open");
+    let conn = duckdb::Connection::open_with_flags(
+        paths.db(),
+        sysdb::Connector::config(&sysdb::DuckDbConnector).expect("config"),
+    )
+    .expect("open");
     conn.execute_batch(CHECKPOINTS_OFF)
         .expect("checkpoints off");
     let mut commit_ends = Vec::new();

@@ -216,8 +216,11 @@ fn owner_updates() -> Vec<String> {
 fn crashed_with(version: u32, commits: &[String]) -> (StateDir, String) {
     let (folder, digest) = seeded(version);
     let paths = folder.paths();
-    let conn = duckdb::Connection::open_with_flags(paths.db(), sysdb::config().expect("config"))
-        .expect("open");
+    let conn = duckdb::Connection::open_with_flags(
+        paths.db(),
+        sysdb::Connector::config(&sysdb::DuckDbConnector).expect("config"),
+    )
+    .expect("open");
     conn.execute_batch(sysdb_scenarios::child::CHECKPOINTS_OFF)
         .expect("checkpoints off");
     for commit in commits {
