@@ -195,7 +195,8 @@ def read_only(folder: Path) -> Iterator[Path]:
         subprocess.run(["mount", "-o", "remount,bind,ro", str(mount)], check=True)
         yield mount
     finally:
-        subprocess.run(["umount", str(mount)], check=True)
+        # Lazily: a failed test may still hold a file there.
+        subprocess.run(["umount", "--lazy", str(mount)], check=True)
 
 
 @contextlib.contextmanager
@@ -207,7 +208,8 @@ def small_disk(folder: Path, size: str) -> Iterator[Path]:
     try:
         yield folder
     finally:
-        subprocess.run(["umount", str(folder)], check=True)
+        # Lazily: a failed test may still hold a file there.
+        subprocess.run(["umount", "--lazy", str(folder)], check=True)
 
 
 def grow(disk: Path, size: str) -> None:

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use camino::{Utf8Path, Utf8PathBuf};
+use camino::Utf8PathBuf;
 use serde::Serialize;
 use sysdb::report::{Marker, Recovering, RestoreSource};
 use sysdb::{OpenOptions, Outcome, Paths, SystemDb};
@@ -326,7 +326,11 @@ pub fn check(global: &Global, args: &CheckArgs) -> Result<u8, Error> {
         tempfile::tempdir().map_err(Error::io("creating a temporary folder for", paths.dir()))?;
     let scratch = Utf8PathBuf::try_from(tmp.path().to_owned())
         .map_err(|e| Error::Refused(format!("the temporary folder is not UTF-8: {e}")))?;
-    let copy = copy_state(&paths, &scratch)?;
+    crate::out::note(&format!(
+        "copying the files of {} to a temporary folder",
+        paths.db()
+    ));
+    let copy = sysdb::by_hand::copy_state(&paths, &scratch)?;
     let options = OpenOptions::default()
         .lock_wait(Duration::ZERO)
         .probe(args.probe.probe(global)?)
@@ -525,72 +529,6 @@ fn say(global: &Global, paths: &Paths, verdict: Verdict) -> u8 {
         "recover" => 11,
         _ => 12,
     }
-}
-
-/// Copy the database, its sidecars, snapshot and markers into `scratch`;
-/// quarantine sets are represented by empty files of the same names (the
-/// open only needs to know they exist), except the newest when a recovery
-/// is to be finished from it.
-fn copy_state(paths: &Paths, scratch: &Utf8Path) -> Result<Paths, Error> {
-    let copy = Paths::for_db(scratch.join(paths.files().name()))?;
-    let mut pairs = vec![
-        (paths.db().to_owned(), copy.db().to_owned()),
-        (paths.snapshot(), copy.snapshot()),
-        (paths.previous_snapshot(), copy.previous_snapshot()),
-    ];
-    pairs.extend(
-        paths
-            .files()
-            .sidecars()
-            .into_iter()
-            .zip(copy.files().sidecars()),
-    );
-    for (from, to) in pairs {
-        if from.exists() {
-            crate::out::note(&format!("copying {from} to a temporary folder"));
-            fs_err::copy(&from, &to).map_err(Error::io("copying", &from))?;
-        }
-    }
-    // The marker names its snapshot by file name, size and checksum, so it
-    // holds for the copy as it is.
-    if paths.marker().exists() {
-        fs_err::copy(paths.marker(), copy.marker())
-            .map_err(Error::io("copying", &paths.marker()))?;
-    }
-    // A recovery that was killed is finished from the newest set: that one
-    // is copied whole.
-    let resuming = paths.recovering().exists();
-    if resuming {
-        fs_err::copy(paths.recovering(), copy.recovering())
-            .map_err(Error::io("copying", &paths.recovering()))?;
-        // The database that recovery replayed on a copy, which it restores.
-        let replayed = Recovering::read(&paths.recovering())
-            .ok()
-            .flatten()
-            .and_then(|r| r.replayed);
-        if let Some(relative) = replayed {
-            let (from, to) = (paths.dir().join(&relative), scratch.join(&relative));
-            if from.exists() {
-                if let Some(dir) = to.parent() {
-                    fs_err::create_dir_all(dir).map_err(Error::io("creating", dir))?;
-                }
-                fs_err::copy(&from, &to).map_err(Error::io("copying", &from))?;
-            }
-        }
-    }
-    for (i, set) in sysdb_snapshot::list(paths.files())?.into_iter().enumerate() {
-        for (file, _) in set.files {
-            if let Some(name) = file.file_name() {
-                let to = scratch.join(name);
-                if resuming && i == 0 {
-                    fs_err::copy(&file, &to).map_err(Error::io("copying", &file))?;
-                } else {
-                    fs_err::write(&to, b"").map_err(Error::io("marking", &file))?;
-                }
-            }
-        }
-    }
-    Ok(copy)
 }
 
 /// The commits a recovery leaves for the ladder to apply again, in words.

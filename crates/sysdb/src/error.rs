@@ -194,6 +194,15 @@ pub enum Error {
         /// DuckDB's error.
         cause: Box<duckdb::Error>,
     },
+    /// Copying the state folder for a prediction on the copy failed;
+    /// nothing of the real folder was changed.
+    #[error("while copying {path} for a prediction on a copy: {cause}")]
+    CopyState {
+        /// The file or folder.
+        path: Utf8PathBuf,
+        /// The underlying failure.
+        cause: std::io::Error,
+    },
     /// An operation by hand found no file to work from, and refused
     /// before writing or moving anything: a snapshot of a database that
     /// does not exist (DuckDB would create an empty one, whose copy would
@@ -242,6 +251,7 @@ impl Error {
             Error::Open { class, .. } => *class == ErrorClass::DiskFull,
             Error::Folder { cause, .. }
             | Error::Lock { cause, .. }
+            | Error::CopyState { cause, .. }
             | Error::Scan { cause, .. }
             | Error::Replay { cause, .. } => io(cause),
             Error::Move { cause, .. } => files(cause),
@@ -447,8 +457,12 @@ mod tests {
                 cause: Box::new(duck("IO Error: No space left on device")),
             },
             Error::Missing {
-                path: db,
+                path: db.clone(),
                 doing: "a snapshot",
+            },
+            Error::CopyState {
+                path: db,
+                cause: io(std::io::ErrorKind::StorageFull, "No space left on device"),
             },
         ];
         for e in &errors {

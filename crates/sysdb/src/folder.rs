@@ -4,6 +4,7 @@
 
 use camino::Utf8Path;
 
+use crate::report::Recovering;
 use crate::{Error, Paths, Result};
 
 /// Whether the folder lets an open do what it does first: create the state
@@ -60,6 +61,79 @@ pub fn recovery_space(paths: &Paths) -> u64 {
     db.saturating_add(logs.saturating_mul(2)).saturating_mul(3)
 }
 
+/// Copy the state folder's files into the empty folder `scratch`, for an
+/// open run on the copy to predict what one on the real files would do
+/// (`sysdb check`): the database, its sidecars, the snapshots and the
+/// markers; quarantine sets as empty files of the same names (an open only
+/// needs to know they exist), except the newest, copied whole, when a
+/// killed recovery is to be finished from it, with the copy that recovery
+/// replayed. The paths of the copy.
+pub fn copy_state(paths: &Paths, scratch: &Utf8Path) -> Result<Paths> {
+    let copying = |path: &Utf8Path| {
+        let path = path.to_owned();
+        move |cause| Error::CopyState { path, cause }
+    };
+    let copy = Paths::for_db(scratch.join(paths.files().name()))?;
+    let mut pairs = vec![
+        (paths.db().to_owned(), copy.db().to_owned()),
+        (paths.snapshot(), copy.snapshot()),
+        (paths.previous_snapshot(), copy.previous_snapshot()),
+    ];
+    pairs.extend(
+        paths
+            .files()
+            .sidecars()
+            .into_iter()
+            .zip(copy.files().sidecars()),
+    );
+    for (from, to) in pairs {
+        if from.exists() {
+            fs_err::copy(&from, &to).map_err(copying(&from))?;
+        }
+    }
+    // The marker names its snapshot by file name, size and checksum, so it
+    // holds for the copy as it is.
+    if paths.marker().exists() {
+        fs_err::copy(paths.marker(), copy.marker()).map_err(copying(&paths.marker()))?;
+    }
+    // A recovery that was killed is finished from the newest set: that one
+    // is copied whole.
+    let resuming = paths.recovering().exists();
+    if resuming {
+        fs_err::copy(paths.recovering(), copy.recovering())
+            .map_err(copying(&paths.recovering()))?;
+        // The database that recovery replayed on a copy, which it restores.
+        let replayed = Recovering::read(&paths.recovering())
+            .ok()
+            .flatten()
+            .and_then(|r| r.replayed);
+        if let Some(relative) = replayed {
+            let (from, to) = (paths.dir().join(&relative), scratch.join(&relative));
+            if from.exists() {
+                if let Some(dir) = to.parent() {
+                    fs_err::create_dir_all(dir).map_err(copying(dir))?;
+                }
+                fs_err::copy(&from, &to).map_err(copying(&from))?;
+            }
+        }
+    }
+    let sets = sysdb_snapshot::list(paths.files())
+        .map_err(Error::files("listing the quarantine sets of", paths.db()))?;
+    for (i, set) in sets.into_iter().enumerate() {
+        for (file, _) in set.files {
+            if let Some(name) = file.file_name() {
+                let to = scratch.join(name);
+                if resuming && i == 0 {
+                    fs_err::copy(&file, &to).map_err(copying(&file))?;
+                } else {
+                    fs_err::write(&to, b"").map_err(copying(&file))?;
+                }
+            }
+        }
+    }
+    Ok(copy)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,6 +150,74 @@ mod tests {
         fs_err::write(paths.wal(), vec![0; 100]).expect("wal");
         fs_err::write(paths.files().sibling(".wal.recovery"), vec![0; 10]).expect("sidecar");
         assert_eq!(recovery_space(&paths), 3 * (1000 + 2 * 110));
+    }
+
+    #[test]
+    fn the_state_copy_holds_the_files_and_names_the_sets() {
+        let real = tempfile::tempdir().expect("temp dir");
+        let paths = Paths::for_db(
+            camino::Utf8PathBuf::try_from(real.path().join("system.duckdb")).expect("utf-8"),
+        )
+        .expect("paths");
+        for (suffix, bytes) in [
+            ("", "db"),
+            (".wal", "wal"),
+            (".pre-migrate", "snapshot"),
+            (".migrating", "marker"),
+            (".broken.20261127T101500Z", "old set"),
+            (".broken.20261127T101501Z", "new set"),
+            (".broken.20261127T101501Z.wal", "new set's log"),
+        ] {
+            fs_err::write(paths.files().sibling(suffix), bytes).expect("write");
+        }
+        let read = |dir: &std::path::Path| -> Vec<(String, String)> {
+            let mut files: Vec<(String, String)> = fs_err::read_dir(dir)
+                .expect("list")
+                .map(|e| {
+                    let e = e.expect("entry");
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    (name, fs_err::read_to_string(e.path()).expect("read"))
+                })
+                .collect();
+            files.sort();
+            files
+        };
+        let copy_of = |dir: &tempfile::TempDir| {
+            let scratch = camino::Utf8PathBuf::try_from(dir.path().to_owned()).expect("utf-8");
+            copy_state(&paths, &scratch).expect("copy")
+        };
+
+        let scratch = tempfile::tempdir().expect("temp dir");
+        let copy = copy_of(&scratch);
+        assert_eq!(copy.db(), scratch.path().join("system.duckdb"));
+        let blank = |name: &str| (name.to_owned(), String::new());
+        let kept = |name: &str, text: &str| (name.to_owned(), text.to_owned());
+        assert_eq!(
+            read(scratch.path()),
+            [
+                kept("system.duckdb", "db"),
+                blank("system.duckdb.broken.20261127T101500Z"),
+                blank("system.duckdb.broken.20261127T101501Z"),
+                blank("system.duckdb.broken.20261127T101501Z.wal"),
+                kept("system.duckdb.migrating", "marker"),
+                kept("system.duckdb.pre-migrate", "snapshot"),
+                kept("system.duckdb.wal", "wal"),
+            ]
+        );
+
+        // A killed recovery is finished from the newest set: copied whole.
+        fs_err::write(paths.recovering(), "{}").expect("write");
+        let scratch = tempfile::tempdir().expect("temp dir");
+        copy_of(&scratch);
+        let files = read(scratch.path());
+        assert!(files.contains(&kept(
+            "system.duckdb.broken.20261127T101501Z.wal",
+            "new set's log"
+        )));
+        assert!(files.contains(&blank("system.duckdb.broken.20261127T101500Z")));
+        assert!(files.contains(&kept("system.duckdb.recovering", "{}")));
+        // The real folder is as it was.
+        assert_eq!(read(real.path()).len(), 8);
     }
 
     #[test]

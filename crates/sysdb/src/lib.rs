@@ -89,7 +89,7 @@ pub use sysdb_snapshot as snapshot;
 pub mod by_hand {
     use std::time::Duration;
 
-    pub use crate::folder::{preflight, recovery_space};
+    pub use crate::folder::{copy_state, preflight, recovery_space};
     pub use crate::lock::LockHolder;
     pub use crate::recover::{recover_by_hand as recover, ByHand, HandSource};
     pub use crate::window::snapshot_now as snapshot;
