@@ -38,14 +38,14 @@ pub struct Global {
     duckdb_settings: Vec<(String, String)>,
     /// Print JSON for machines instead of text: one object per line
     #[arg(long, global = true)]
-    pub json: bool,
+    pub(crate) json: bool,
     /// Log more of what happens, on stderr: -v what each step does, -vv
     /// and -vvv the details (RUST_LOG, when set, chooses instead)
     #[arg(long, short, global = true, action = clap::ArgAction::Count)]
-    pub verbose: u8,
+    pub(crate) verbose: u8,
     /// Print only errors on stderr: no warnings, no progress
     #[arg(long, short, global = true, conflicts_with = "verbose")]
-    pub quiet: bool,
+    pub(crate) quiet: bool,
 }
 
 impl Global {
@@ -100,11 +100,6 @@ impl Global {
     /// The storage version new databases get.
     pub fn storage_version(&self) -> sysdb::StorageVersion {
         self.storage_version.clone().unwrap_or_default()
-    }
-
-    /// Whether output is JSON.
-    pub fn json(&self) -> bool {
-        self.json
     }
 }
 

@@ -22,7 +22,7 @@ fn progress_shown() -> bool {
 /// Print `value` as JSON (one line) with --json, else the text `human`
 /// makes.
 pub fn emit<T: Serialize>(global: &Global, value: &T, human: impl FnOnce(&T) -> String) {
-    if global.json() {
+    if global.json {
         match serde_json::to_string(value) {
             Ok(text) => println!("{text}"),
             Err(e) => eprintln!("error: printing JSON: {e}"),
