@@ -155,7 +155,8 @@ def test_recovery_propagates_when_no_snapshot_exists(
 def test_recovery_re_raises_if_snapshot_also_broken(data_dir: Path, tmp_path: Path) -> None:
     """A migration killed in its window (by SIGKILL, while its step runs),
     then the database and the snapshot both damaged: sysdb restores neither,
-    touches neither, and says what DuckDB said of the database."""
+    touches neither, says what DuckDB said of the database, and, in its
+    hint, what DuckDB says of the snapshot."""
     migrations = ladder(tmp_path / "m", TOP - 1)
     sysdb.migrate(migrations=migrations)
     (migrations / f"{TOP:04}_slow.sql").write_text(
@@ -179,8 +180,14 @@ def test_recovery_re_raises_if_snapshot_also_broken(data_dir: Path, tmp_path: Pa
     (state / "system.duckdb.pre-migrate").write_bytes(b"also-corrupted")
     before = digest(state)
 
-    with pytest.raises(sysdb.Refused, match="not a valid DuckDB database file"):
+    with pytest.raises(sysdb.Refused, match="not a valid DuckDB database file") as refused:
         sysdb.migrate(migrations=migrations)
+    # The snapshot's own error is not swallowed: the hint says it does not
+    # read either, with DuckDB's words, instead of offering to restore it.
+    hint = refused.value.hint or ""
+    assert "system.duckdb.pre-migrate does not read either" in hint, hint
+    assert "not a valid DuckDB database file" in hint, hint
+    assert sysdb.check(migrations=migrations).next == hint
     assert digest(state) == before
     status = sysdb.status(migrations=migrations)
     assert status.snapshot is not None and status.snapshot["version"] is None

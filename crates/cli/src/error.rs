@@ -108,7 +108,10 @@ impl Error {
         match self {
             Error::Sysdb(e) => match paths {
                 Some(paths) if e.disk_full() => Some(room_hint(paths)),
-                _ => hint(e).map(str::to_owned),
+                Some(paths) => {
+                    snapshot_unreadable_hint(e, paths).or_else(|| hint(e).map(str::to_owned))
+                }
+                None => hint(e).map(str::to_owned),
             },
             Error::Files(e) if matches!(**e, sysdb_snapshot::Error::RecoveryInFlight { .. }) => {
                 Some("`sysdb migrate` finishes the recovery; prune after it".to_owned())
@@ -140,6 +143,30 @@ impl Error {
             cause: Box::new(source),
         }
     }
+}
+
+/// After a database that does not read, where the snapshot the usual hint
+/// offers does not read either: that snapshot's own error, so that it is
+/// not restored by hand in vain.
+pub(crate) fn snapshot_unreadable_hint(e: &sysdb::Error, paths: &sysdb::Paths) -> Option<String> {
+    use sysdb::Connector as _;
+    use sysdb::ErrorClass as C;
+    let sysdb::Error::Open {
+        class: C::NotADatabase | C::CorruptDatabase | C::Truncated | C::UnsupportedStorage,
+        ..
+    } = e
+    else {
+        return None;
+    };
+    let snapshot = paths.snapshot();
+    if !snapshot.exists() {
+        return None;
+    }
+    let error = sysdb::DuckDbConnector.connect_read_only(&snapshot).err()?;
+    Some(format!(
+        "the snapshot {snapshot} does not read either ({}), so restoring it would not help; `sysdb quarantine list` shows the sets set aside earlier, and `sysdb status` the previous snapshot; otherwise an older copy must come from a backup",
+        error.to_string().replace('\n', " ")
+    ))
 }
 
 /// What to do after a full disk: how much room a recovery of these files

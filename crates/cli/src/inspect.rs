@@ -462,7 +462,8 @@ pub fn check(global: &Global, args: &CheckArgs) -> Result<u8, Error> {
         }
         Err(e) => Verdict::refuse(
             real(&e.to_string()),
-            crate::error::hint(e).map(str::to_owned),
+            crate::error::snapshot_unreadable_hint(e, &paths)
+                .or_else(|| crate::error::hint(e).map(str::to_owned)),
         ),
     };
     drop(result);
