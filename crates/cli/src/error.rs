@@ -150,14 +150,9 @@ impl Error {
 /// not restored by hand in vain.
 pub(crate) fn snapshot_unreadable_hint(e: &sysdb::Error, paths: &sysdb::Paths) -> Option<String> {
     use sysdb::Connector as _;
-    use sysdb::ErrorClass as C;
-    let sysdb::Error::Open {
-        class: C::NotADatabase | C::CorruptDatabase | C::Truncated | C::UnsupportedStorage,
-        ..
-    } = e
-    else {
+    if !e.database_unreadable() {
         return None;
-    };
+    }
     let snapshot = paths.snapshot();
     if !snapshot.exists() {
         return None;

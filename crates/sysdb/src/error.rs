@@ -265,6 +265,13 @@ impl Error {
         }
     }
 
+    /// Whether DuckDB could not use the database file itself (not a
+    /// database, corrupt, truncated, an unsupported storage): the
+    /// failures after which only a snapshot or a backup helps.
+    pub fn database_unreadable(&self) -> bool {
+        matches!(self, Error::Open { class, .. } if crate::plan::file_unreadable(*class))
+    }
+
     /// [`Error::Move`]: `doing` a file operation on the files of the
     /// database `db`, which failed.
     pub(crate) fn files(
