@@ -124,6 +124,7 @@ def test_check_predicts_the_recovery_and_changes_nothing(
     before = digest(db.parent)
     check = sysdb.check(migrations=ladder(tmp_path / "after", TOP))
     assert check.verdict == "recover"
+    assert (check.outcome, check.raw["source"]) == ("recovered", "salvaged")
     assert check.report is not None and check.report.restored is not None
     assert check.report.restored.log.commits_kept == 5
     assert "1 commit" in check.would_lose
@@ -140,6 +141,12 @@ def test_a_failing_step_is_refused_with_its_sql_and_duckdb_s_error(
         sysdb.migrate(migrations=migrations)
     message = str(refused.value)
     assert "CREAT TABLE" in message and "Parser Error" in message, message
+    assert refused.value.code == "schema"
+    # The window had replaced the snapshot before the step failed: the
+    # error says so.
+    report = refused.value.report
+    assert report is not None and report.migration is not None, refused.value
+    assert (report.migration.from_version, report.migration.steps) == (TOP, [])
     assert sysdb.status(migrations=migrations).version == TOP
 
 

@@ -16,7 +16,7 @@ use duckdb::Connection;
 use sysdb_errclass::classify_error;
 use sysdb_scenarios::damage::{self, flip_byte};
 use sysdb_scenarios::ladders::{insert_jobs, jobs_ladder, write_migrations, JOBS_TOP as TOP};
-use sysdb_scenarios::{describe, Expect, Manifest, GENERATED};
+use sysdb_scenarios::{describe, Expect, Manifest, Outcome, GENERATED};
 use sysdb_schema::ApplyOptions;
 use sysdb_snapshot::{ClosedDb, DbFiles};
 
@@ -47,9 +47,10 @@ struct Scenario {
 
 fn recovered(jobs: i64, quarantined: &[&str]) -> Expect {
     Expect {
-        outcome: "recovered".to_owned(),
+        outcome: Outcome::Recovered {
+            source: "database-at-last-checkpoint".to_owned(),
+        },
         class: Some("wal-replay".to_owned()),
-        restored_from: Some("database-at-last-checkpoint".to_owned()),
         version: Some(TOP),
         jobs: Some(jobs),
         wal_at_open: true,
@@ -67,18 +68,21 @@ fn recovered(jobs: i64, quarantined: &[&str]) -> Expect {
 /// tables.
 fn replayed(source: &str, jobs: i64, commits_kept: u64, rows: &[(&str, i64)]) -> Expect {
     Expect {
-        restored_from: Some(source.to_owned()),
+        outcome: Outcome::Recovered {
+            source: source.to_owned(),
+        },
         rows: rows.iter().map(|(t, n)| ((*t).to_owned(), *n)).collect(),
         commits_kept: Some(commits_kept),
         ..recovered(jobs, &["", ".wal"])
     }
 }
 
-fn opened(jobs: i64) -> Expect {
+/// Opened at the top without an error met: `outcome` is healthy or
+/// migrated.
+fn opened(outcome: Outcome, jobs: i64) -> Expect {
     Expect {
-        outcome: "opened".to_owned(),
+        outcome,
         class: None,
-        restored_from: None,
         version: Some(TOP),
         jobs: Some(jobs),
         wal_at_open: true,
@@ -93,9 +97,10 @@ fn opened(jobs: i64) -> Expect {
 
 fn refused(class: &str, wal_at_open: bool) -> Expect {
     Expect {
-        outcome: "refused".to_owned(),
+        outcome: Outcome::Refused {
+            why: class.to_owned(),
+        },
         class: Some(class.to_owned()),
-        restored_from: None,
         version: None,
         jobs: None,
         wal_at_open,
@@ -155,7 +160,7 @@ fn scenarios() -> Vec<Scenario> {
             name: "wal-torn-tail",
             how: "a v27 database with 2000 jobs and its pre-migrate snapshot; a child commits 100 jobs, then 100 more, with checkpoints off, and is killed; the WAL is cut in the middle of the second commit",
             plain_open: "opens",
-            expect: || opened(2100),
+            expect: || opened(Outcome::Healthy, 2100),
             build: |f| {
                 migrated_27(f, 2000)?;
                 let sizes = crash(
@@ -175,7 +180,7 @@ fn scenarios() -> Vec<Scenario> {
             name: "mid-ladder-kill",
             how: "a v20 database with 2000 jobs and its pre-migrate snapshot; a child commits migrations 21 and 22 (each with its schema_version row) with checkpoints off and aborts",
             plain_open: "opens",
-            expect: || opened(2000),
+            expect: || opened(Outcome::Migrated, 2000),
             build: |f| {
                 base(f, 20, 2000)?;
                 snapshot(f)?;

@@ -75,7 +75,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Usage(_) => 2,
-            Error::Sysdb(e) => match **e {
+            Error::Sysdb(e) => match e.kind() {
                 sysdb::Error::Locked { .. }
                 | sysdb::Error::Open {
                     class: sysdb::ErrorClass::Locked { .. },
@@ -87,10 +87,34 @@ impl Error {
         }
     }
 
+    /// What the open had done before it failed, where it had changed
+    /// files.
+    pub fn report(&self) -> Option<&sysdb::OpenReport> {
+        match self {
+            Error::Sysdb(e) => e.report(),
+            _ => None,
+        }
+    }
+
+    /// A short, stable name of the failure for machines: the library's
+    /// [`sysdb::Error::code`], or `usage`, `refused`, `io`, ….
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Sysdb(e) => e.code(),
+            Error::Files(_) => "files",
+            Error::Schema(_) => "migrations",
+            Error::Usage(_) => "usage",
+            Error::Io { .. } => "io",
+            Error::Duck { .. } => "duckdb",
+            Error::Refused(_) => "refused",
+            Error::Drill(_) => "drill",
+        }
+    }
+
     /// The process that holds the database, for exit code 3, when known.
     pub fn holder_pid(&self) -> Option<u32> {
         match self {
-            Error::Sysdb(e) => match **e {
+            Error::Sysdb(e) => match *e.kind() {
                 sysdb::Error::Locked { pid, .. } => pid,
                 sysdb::Error::Open {
                     class: sysdb::ErrorClass::Locked { pid },
@@ -182,7 +206,7 @@ pub(crate) fn room_hint(paths: &sysdb::Paths) -> String {
 /// not say it.
 pub(crate) fn hint(e: &sysdb::Error) -> Option<&'static str> {
     use sysdb::ErrorClass as C;
-    Some(match e {
+    Some(match e.kind() {
             sysdb::Error::Open { class, .. } => match class {
                 C::WalReplay { .. } => "sysdb recovers by itself (`sysdb migrate`) only where a pre-migrate snapshot exists; without one, `sysdb recover --drop-wal` restores the database file at its last checkpoint and sets the write-ahead log aside",
                 C::Locked { .. } => "stop the process that holds the database, or retry when it is done",
@@ -196,6 +220,11 @@ pub(crate) fn hint(e: &sysdb::Error) -> Option<&'static str> {
                 if matches!(**source, sysdb_schema::Error::Drift { .. }) =>
             {
                 "if the change to those migrations is intended, `sysdb migrate --accept-drift` migrates anyway (`sysdb check --accept-drift` says what it would do); the database keeps what their old text did"
+            }
+            sysdb::Error::Schema { cause: source, .. }
+                if matches!(**source, sysdb_schema::Error::Step { .. }) =>
+            {
+                "fix that step's file, then run `sysdb migrate` again: the steps applied before it stay applied, the pre-migrate snapshot taken before the first is kept, and the migration goes on from the failed step"
             }
             sysdb::Error::SnapshotRefused { .. } => "`sysdb recover --from-snapshot` restores the snapshot by hand (every write made after it is lost; the files are set aside, not deleted); `sysdb status` shows its age and version",
             sysdb::Error::Unreadable { snapshot: Some(_), .. } => "if the snapshot's data matters more than the writes made since, `sysdb recover --from-snapshot` restores it; `sysdb status` shows its age and version",

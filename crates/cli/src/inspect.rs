@@ -271,7 +271,12 @@ fn list(v: &[u32]) -> String {
 /// What `check` found.
 #[derive(Debug, Serialize)]
 struct Verdict {
-    /// `healthy`, `migrate`, `recover` or `refuse`.
+    /// What the open on the copy came to (`outcome`, with `source` or
+    /// `why`).
+    #[serde(flatten)]
+    outcome: Outcome,
+    /// `healthy`, `migrate`, `recover` or `refuse`: the outcome as what
+    /// `migrate` would do.
     verdict: &'static str,
     /// What `migrate` would do, in words.
     would: Vec<String>,
@@ -320,7 +325,11 @@ pub fn check(global: &Global, args: &CheckArgs) -> Result<u8, Error> {
     // What the real folder must allow, which a copy elsewhere cannot show.
     if let Err(e) = sysdb::by_hand::preflight(&paths) {
         let next = crate::error::hint(&e).map(str::to_owned);
-        return Ok(say(global, &paths, Verdict::refuse(e.to_string(), next)));
+        return Ok(say(
+            global,
+            &paths,
+            Verdict::refuse(e.outcome(), e.to_string(), next),
+        ));
     }
     let tmp =
         tempfile::tempdir().map_err(Error::io("creating a temporary folder for", paths.dir()))?;
@@ -344,8 +353,8 @@ pub fn check(global: &Global, args: &CheckArgs) -> Result<u8, Error> {
             let report = db.report();
             let mut would = Vec::new();
             let mut would_lose = "nothing".to_owned();
-            let verdict = match (report.outcome(), &report.restored) {
-                (Outcome::Recovered { .. }, Some(restored)) => {
+            if let Some(restored) = &report.restored {
+                {
                     for m in &report.quarantined {
                         would.push(real(&format!("set aside {} ({})", m.from, bytes(m.bytes))));
                     }
@@ -423,11 +432,8 @@ pub fn check(global: &Global, args: &CheckArgs) -> Result<u8, Error> {
                         );
                         }
                     }
-                    "recover"
                 }
-                (Outcome::Migrated, _) => "migrate",
-                (Outcome::Healthy, _) | (Outcome::Recovered { .. }, None) => "healthy",
-            };
+            }
             if let Some(version) = &report.created {
                 would.push(format!(
                     "create the database at storage version {version} (the oldest DuckDB that reads it)"
@@ -452,7 +458,8 @@ pub fn check(global: &Global, args: &CheckArgs) -> Result<u8, Error> {
             let value = serde_json::to_value(report).unwrap_or_default();
             let value = serde_json::from_str(&real(&value.to_string())).unwrap_or_default();
             Verdict {
-                verdict,
+                verdict: verb(&report.outcome()),
+                outcome: report.outcome(),
                 would,
                 would_lose,
                 report: Some(value),
@@ -461,6 +468,7 @@ pub fn check(global: &Global, args: &CheckArgs) -> Result<u8, Error> {
             }
         }
         Err(e) => Verdict::refuse(
+            e.outcome(),
             real(&e.to_string()),
             crate::error::snapshot_unreadable_hint(e, &paths)
                 .or_else(|| crate::error::hint(e).map(str::to_owned)),
@@ -468,11 +476,14 @@ pub fn check(global: &Global, args: &CheckArgs) -> Result<u8, Error> {
     };
     drop(result);
     // A recovery needs room beside the real files for its copies.
-    let verdict = match verdict.verdict {
-        "recover" => {
+    let verdict = match verdict.outcome {
+        Outcome::Recovered { .. } => {
             let needed = sysdb::by_hand::recovery_space(&paths);
             match sysdb_snapshot::available_space(paths.dir()) {
                 Ok(free) if free < needed => Verdict::refuse(
+                    Outcome::Refused {
+                        why: "disk-full".to_owned(),
+                    },
                     format!(
                         "not enough free space beside {} for the recovery: it may take up to {}, and {} are free",
                         paths.db(),
@@ -491,15 +502,26 @@ pub fn check(global: &Global, args: &CheckArgs) -> Result<u8, Error> {
 
 impl Verdict {
     /// `refuse`, because of `error`.
-    fn refuse(error: String, next: Option<String>) -> Self {
+    fn refuse(outcome: Outcome, error: String, next: Option<String>) -> Self {
         Verdict {
-            verdict: "refuse",
+            verdict: verb(&outcome),
+            outcome,
             would: vec!["refuse to open, and leave every file as it is".to_owned()],
             would_lose: "nothing; the service cannot start until an operator acts".to_owned(),
             report: None,
             error: Some(error),
             next,
         }
+    }
+}
+
+/// `outcome` as what `migrate` would do.
+fn verb(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Outcome::Healthy => "healthy",
+        Outcome::Migrated => "migrate",
+        Outcome::Recovered { .. } => "recover",
+        _ => "refuse",
     }
 }
 
@@ -524,10 +546,10 @@ fn say(global: &Global, paths: &Paths, verdict: Verdict) -> u8 {
         }
         out
     });
-    match verdict.verdict {
-        "healthy" => 0,
-        "migrate" => 10,
-        "recover" => 11,
+    match verdict.outcome {
+        Outcome::Healthy => 0,
+        Outcome::Migrated => 10,
+        Outcome::Recovered { .. } => 11,
         _ => 12,
     }
 }

@@ -147,12 +147,20 @@ fn main() -> ExitCode {
                     "hint": e.hint(paths.as_ref()),
                     "exit_code": e.exit_code(),
                     "holder_pid": e.holder_pid(),
+                    "code": e.code(),
+                    "report": e.report(),
                 });
                 println!("{value}");
             } else {
                 eprintln!("error: {e}");
                 for cause in &chain[1..] {
                     eprintln!("caused by: {cause}");
+                }
+                if let Some(report) = e.report() {
+                    eprintln!("done before the error:");
+                    for line in report.to_string().lines() {
+                        eprintln!("  {line}");
+                    }
                 }
                 if let Some(hint) = e.hint(paths.as_ref()).filter(|_| hints) {
                     eprintln!("hint: {hint}");

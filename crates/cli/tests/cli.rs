@@ -4,7 +4,7 @@
 use std::process::{Command, Output, Stdio};
 
 use camino::{Utf8Path, Utf8PathBuf};
-use sysdb_scenarios::{folder_digest, Manifest};
+use sysdb_scenarios::{folder_digest, Manifest, Outcome};
 
 fn sysdb(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sysdb"))
@@ -149,17 +149,21 @@ fn the_drill_passes_with_a_small_table() {
     assert_eq!(code(&out), 2, "{}", text(&out));
 }
 
-/// What `check` must say for each fixture outcome, and its exit code.
-fn expected_verdict(manifest: &Manifest) -> (&'static str, i32) {
-    match manifest.expect.outcome.as_str() {
-        // The manifest's memory limit is the library's connector's; the
-        // command opens with the machine's memory, where the log replays.
-        _ if manifest.expect.memory_limit.is_some() => ("healthy", 0),
-        "recovered" => ("recover", 11),
-        "refused" => ("refuse", 12),
-        _ if manifest.scenario == "mid-ladder-kill" => ("migrate", 10),
-        _ => ("healthy", 0),
+/// What `check` must come to on each fixture (the manifest's outcome, in
+/// the library's JSON), and its exit code.
+fn expected_outcome(manifest: &Manifest) -> (Outcome, i32) {
+    // The manifest's memory limit is the library's connector's; the
+    // command opens with the machine's memory, where the log replays.
+    if manifest.expect.memory_limit.is_some() {
+        return (Outcome::Healthy, 0);
     }
+    let exit = match &manifest.expect.outcome {
+        Outcome::Healthy => 0,
+        Outcome::Migrated => 10,
+        Outcome::Recovered { .. } => 11,
+        Outcome::Refused { .. } => 12,
+    };
+    (manifest.expect.outcome.clone(), exit)
 }
 
 #[test]
@@ -179,9 +183,14 @@ fn check_and_status_change_nothing_and_check_agrees_with_migrate_on_every_fixtur
         assert_eq!(status["lock_held"], false, "{scenario}");
 
         let check = sysdb(&[&args[..], &["check", "--json"]].concat());
-        let (verdict, exit) = expected_verdict(&manifest);
+        let (outcome, exit) = expected_outcome(&manifest);
         assert_eq!(code(&check), exit, "{scenario}: {}", text(&check));
-        assert_eq!(json(&check)["verdict"], verdict, "{scenario}");
+        let said = json(&check);
+        let expected = serde_json::to_value(&outcome).expect("outcome JSON");
+        for (key, value) in expected.as_object().expect("an object") {
+            assert_eq!(&said[key], value, "{scenario}: {key} in {said:#}");
+        }
+        let recovered = matches!(outcome, Outcome::Recovered { .. });
         assert_eq!(
             folder_digest(&state),
             before,
@@ -189,8 +198,10 @@ fn check_and_status_change_nothing_and_check_agrees_with_migrate_on_every_fixtur
         );
 
         let migrate = sysdb(&[&args[..], &["migrate", "--json"]].concat());
-        if verdict == "refuse" {
+        if let Outcome::Refused { why } = &outcome {
             assert_ne!(code(&migrate), 0, "{scenario}: {}", text(&migrate));
+            assert_eq!(json(&migrate)["code"], why.as_str(), "{scenario}");
+            assert_eq!(json(&migrate)["report"], serde_json::Value::Null);
             assert_eq!(
                 folder_digest(&state),
                 before,
@@ -201,7 +212,7 @@ fn check_and_status_change_nothing_and_check_agrees_with_migrate_on_every_fixtur
             let report = json(&migrate);
             assert_eq!(
                 report["restored"].is_null(),
-                verdict != "recover",
+                !recovered,
                 "{scenario}: check and migrate disagree: {report}"
             );
             let again = sysdb(&[&args[..], &["check"]].concat());
@@ -448,10 +459,10 @@ fn migrate_with_the_probe_recovers_a_log_that_does_not_replay() {
     assert_eq!(code(&out), 0, "{}", text(&out));
     let report = json(&out);
     assert_eq!(report["probe"]["exited"]["code"], 1, "{report:#}");
-    assert_eq!(
-        report["restored"]["source"],
-        manifest.expect.restored_from.as_deref().unwrap_or_default()
-    );
+    let sysdb_scenarios::Outcome::Recovered { source } = &manifest.expect.outcome else {
+        panic!("the fixture recovers: {:?}", manifest.expect.outcome)
+    };
+    assert_eq!(report["restored"]["source"], source.as_str());
     assert_eq!(report["recovery_resumed"], serde_json::Value::Null);
     assert!(!db.with_extension("duckdb.recovering").exists());
 
@@ -538,13 +549,13 @@ fn a_fresh_data_folder_reads_as_empty_and_db_works_where_data_dir_is_set() {
     assert!(text(&out).contains(other.as_str()), "{}", text(&out));
 }
 
-#[test]
-fn drift_is_refused_by_migrate_and_check_and_accepted_with_the_flag() {
-    let (_tmp, tmp) = temp();
-    let data = tmp.join("data");
+/// A copy of the fixtures' migrations in `tmp/migrations`, for a test to
+/// change, and `data` migrated with it; the copy and the arguments that
+/// name both.
+fn migrated_with_own_migrations(tmp: &Utf8Path, data: &Utf8Path) -> (Utf8PathBuf, [String; 4]) {
     let migrations = tmp.join("migrations");
     fs_err::create_dir_all(&migrations).expect("migrations");
-    for entry in fs_err::read_dir(root().join("fixtures/migrations")).expect("list") {
+    for entry in fs_err::read_dir(self::migrations()).expect("list") {
         let entry = entry.expect("entry");
         fs_err::copy(
             entry.path(),
@@ -553,13 +564,74 @@ fn drift_is_refused_by_migrate_and_check_and_accepted_with_the_flag() {
         .expect("copy");
     }
     let args = [
-        "--data-dir",
-        data.as_str(),
-        "--migrations",
-        migrations.as_str(),
+        "--data-dir".to_owned(),
+        data.to_string(),
+        "--migrations".to_owned(),
+        migrations.to_string(),
     ];
-    let out = sysdb(&[&args[..], &["migrate"]].concat());
+    let out = sysdb(&[&args.each_ref().map(String::as_str)[..], &["migrate"]].concat());
     assert_eq!(code(&out), 0, "{}", text(&out));
+    (migrations, args)
+}
+
+#[test]
+fn a_step_that_fails_after_another_was_applied_says_what_was_done_before_it() {
+    let (_tmp, tmp) = temp();
+    let data = tmp.join("data");
+    let (migrations, args) = migrated_with_own_migrations(&tmp, &data);
+    let args = args.each_ref().map(String::as_str);
+    fs_err::write(
+        migrations.join("0028_notes.sql"),
+        "CREATE TABLE notes (id INTEGER);\n",
+    )
+    .expect("write");
+    fs_err::write(
+        migrations.join("0029_typo.sql"),
+        "CREAT TABLE x (id INTEGER);\n",
+    )
+    .expect("write");
+
+    let out = sysdb(&[&args[..], &["migrate"]].concat());
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr).replace(tmp.as_str(), "[tmp]");
+    let done = stderr
+        .split_once("done before the error:\n")
+        .map(|(_, after)| after)
+        .unwrap_or_else(|| panic!("no report: {stderr}"));
+    assert!(done.contains("migration: 27 -> 28"), "{stderr}");
+    assert!(done.contains("  applied 28 notes"), "{stderr}");
+    assert!(stderr.contains("0029_typo.sql"), "{stderr}");
+    assert!(stderr.contains("hint: fix that step's file"), "{stderr}");
+
+    let out = sysdb(&[&args[..], &["migrate", "--json"]].concat());
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    let error = json(&out);
+    assert_eq!(error["code"], "schema", "{error:#}");
+    // The window is resumed and fails at once: this open changed nothing.
+    assert_eq!(error["report"], serde_json::Value::Null, "{error:#}");
+
+    // Fixed, the migration goes on from the failed step.
+    fs_err::write(
+        migrations.join("0029_typo.sql"),
+        "CREATE TABLE x (id INTEGER);\n",
+    )
+    .expect("write");
+    let out = sysdb(&[&args[..], &["migrate", "--json"]].concat());
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let migration = &json(&out)["migration"];
+    assert_eq!(migration["resumed_window"], true, "{migration:#}");
+    assert_eq!(
+        (&migration["from"], &migration["to"]),
+        (&28.into(), &29.into())
+    );
+}
+
+#[test]
+fn drift_is_refused_by_migrate_and_check_and_accepted_with_the_flag() {
+    let (_tmp, tmp) = temp();
+    let data = tmp.join("data");
+    let (migrations, args) = migrated_with_own_migrations(&tmp, &data);
+    let args = args.each_ref().map(String::as_str);
     // An applied step's text changes after it ran.
     let step = fs_err::read_dir(&migrations)
         .expect("list")

@@ -37,24 +37,44 @@ pub struct Manifest {
     pub notes: Vec<String>,
 }
 
+/// What an open of a fixture comes to, in the words and the JSON of
+/// `sysdb::Outcome` (which this crate does not depend on).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "outcome")]
+pub enum Outcome {
+    /// No error met, nothing to do.
+    Healthy,
+    /// No error met (or one DuckDB's own replay got past); migrated.
+    Migrated,
+    /// An error met, files set aside and a copy restored.
+    Recovered {
+        /// `replayed`, `salvaged`, `database-at-last-checkpoint` or
+        /// `snapshot`.
+        source: String,
+    },
+    /// The open fails, and no file is touched.
+    Refused {
+        /// The error's code: DuckDB's class for a refused open.
+        why: String,
+    },
+}
+
 /// What `SystemDb::open` must do with a fixture.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Expect {
-    /// `opened` (no error met), `recovered` (an error met, files set aside
-    /// and a copy restored) or `refused` (the open fails, no file touched).
-    pub outcome: String,
+    /// What the open comes to, as the library says it
+    /// (`sysdb::Outcome`, whose JSON this is).
+    #[serde(flatten)]
+    pub outcome: Outcome,
     /// The class of the error the open meets, if any.
     pub class: Option<String>,
-    /// For `recovered`: `replayed`, `salvaged`, `database-at-last-checkpoint`
-    /// or `snapshot`.
-    pub restored_from: Option<String>,
     /// The schema version after the open.
     pub version: Option<u32>,
     /// The rows of `jobs` that must be there after the open.
     pub jobs: Option<i64>,
     /// Whether a write-ahead log is present when the open begins.
     pub wal_at_open: bool,
-    /// For `recovered`: the files set aside, by the suffix after
+    /// For [`Outcome::Recovered`]: the files set aside, by the suffix after
     /// `system.duckdb.broken.<stamp>` (`""` is the database itself).
     pub quarantined: Vec<String>,
     /// DuckDB's own first open rewrites the WAL before it fails (a crash in
@@ -70,7 +90,7 @@ pub struct Expect {
     /// The rows of other tables that must be there after the open.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub rows: BTreeMap<String, i64>,
-    /// For `recovered` from a replay: the commits of the write-ahead log
+    /// For [`Outcome::Recovered`] from a replay: the commits of the write-ahead log
     /// the restored database keeps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commits_kept: Option<u64>,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use camino::Utf8PathBuf;
 use sysdb_errclass::ErrorClass;
 
-use crate::{StorageVersion, DATA_DIR_ENV};
+use crate::{OpenReport, Outcome, StorageVersion, DATA_DIR_ENV};
 
 /// Everything that can go wrong while opening the system database.
 #[non_exhaustive]
@@ -216,6 +216,33 @@ pub enum Error {
         /// What needed it.
         doing: &'static str,
     },
+    /// The open failed after it had changed files (set files aside,
+    /// restored a copy, created the database, replaced the snapshot or
+    /// applied steps): the error, with the report of what was done before
+    /// it. Its message and causes are the error's own; match on
+    /// [`Error::kind`], read the report with [`Error::report`].
+    #[error(transparent)]
+    Partial(Box<PartialOpen>),
+}
+
+/// An error raised after the open changed files, with the report of what
+/// it had done ([`Error::Partial`]).
+#[derive(Debug)]
+pub struct PartialOpen {
+    error: Error,
+    report: OpenReport,
+}
+
+impl std::fmt::Display for PartialOpen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl std::error::Error for PartialOpen {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.error.source()
+    }
 }
 
 /// This crate's result type.
@@ -231,6 +258,90 @@ fn advice(class: ErrorClass) -> &'static str {
 }
 
 impl Error {
+    /// The error itself, to match on: for [`Error::Partial`] the error it
+    /// carries, else this one.
+    ///
+    /// ```
+    /// # fn open() -> sysdb::Result<()> { Err(sysdb::Error::NoDataDir) }
+    /// match open() {
+    ///     Err(e) if matches!(e.kind(), sysdb::Error::Locked { .. }) => { /* retry later */ }
+    ///     Err(e) => eprintln!("{e}; files moved before it: {}", e.report().map_or(0, |r| r.quarantined.len())),
+    ///     Ok(()) => {}
+    /// }
+    /// ```
+    pub fn kind(&self) -> &Error {
+        match self {
+            Error::Partial(p) => &p.error,
+            e => e,
+        }
+    }
+
+    /// What the open had done before it failed, where it had changed
+    /// files ([`Error::Partial`]); `None` where it changed none.
+    pub fn report(&self) -> Option<&OpenReport> {
+        match self {
+            Error::Partial(p) => Some(&p.report),
+            _ => None,
+        }
+    }
+
+    /// `error`, carrying `report` where the open had changed files by
+    /// then.
+    pub(crate) fn after(error: Error, report: &OpenReport) -> Error {
+        if report.changed_files() && !matches!(error, Error::Partial(_)) {
+            Error::Partial(Box::new(PartialOpen {
+                error,
+                report: report.clone(),
+            }))
+        } else {
+            error
+        }
+    }
+
+    /// A short, stable name of the failure, for machines and logs:
+    /// `disk-full` wherever the file system was full
+    /// ([`disk_full`](Self::disk_full)), else DuckDB's class for
+    /// [`Error::Open`] (`wal-replay`, `corrupt-database`, `out-of-memory`,
+    /// …), else the variant's name in kebab case (`locked`, `vanished`,
+    /// `ladder-fails`, `schema`, …).
+    pub fn code(&self) -> &'static str {
+        if self.disk_full() {
+            return "disk-full";
+        }
+        match self.kind() {
+            Error::Open { class, .. } => class.as_str(),
+            Error::NoDataDir => "no-data-dir",
+            Error::Files(_) => "files",
+            Error::Folder { .. } => "folder",
+            Error::Lock { .. } => "lock",
+            Error::Locked { .. } => "locked",
+            Error::Reopen { .. } => "reopen",
+            Error::SnapshotRefused { .. } => "snapshot-refused",
+            Error::Vanished { .. } => "vanished",
+            Error::Marker { .. } => "marker",
+            Error::Scan { .. } => "scan",
+            Error::Move { .. } => "move",
+            Error::Schema { .. } => "schema",
+            Error::LadderFails { .. } => "ladder-fails",
+            Error::Probe { .. } => "probe",
+            Error::Unreadable { .. } => "unreadable",
+            Error::Replay { .. } => "replay",
+            Error::Create { .. } => "create",
+            Error::Statement { .. } => "statement",
+            Error::CopyState { .. } => "copy-state",
+            Error::Missing { .. } => "missing",
+            Error::Partial(_) => "partial",
+        }
+    }
+
+    /// What an open that ended with this error came to:
+    /// [`Outcome::Refused`], with [`code`](Self::code) as the reason.
+    pub fn outcome(&self) -> Outcome {
+        Outcome::Refused {
+            why: self.code().to_owned(),
+        }
+    }
+
     /// Whether the file system was full: the failure of the environment
     /// after which the files are intact and the open goes through once
     /// there is room ([`by_hand::recovery_space`](crate::by_hand::recovery_space) says how much a recovery may take).
@@ -247,7 +358,7 @@ impl Error {
             | sysdb_snapshot::Error::SyncDir { cause, .. } => io(cause),
             _ => false,
         };
-        match self {
+        match self.kind() {
             Error::Open { class, .. } => *class == ErrorClass::DiskFull,
             Error::Folder { cause, .. }
             | Error::Lock { cause, .. }
@@ -269,7 +380,7 @@ impl Error {
     /// database, corrupt, truncated, an unsupported storage): the
     /// failures after which only a snapshot or a backup helps.
     pub fn database_unreadable(&self) -> bool {
-        matches!(self, Error::Open { class, .. } if crate::plan::file_unreadable(*class))
+        matches!(self.kind(), Error::Open { class, .. } if crate::plan::file_unreadable(*class))
     }
 
     /// [`Error::Move`]: `doing` a file operation on the files of the
@@ -468,9 +579,17 @@ mod tests {
                 doing: "a snapshot",
             },
             Error::CopyState {
-                path: db,
+                path: db.clone(),
                 cause: io(std::io::ErrorKind::StorageFull, "No space left on device"),
             },
+            Error::Partial(Box::new(PartialOpen {
+                error: Error::Statement {
+                    path: db.clone(),
+                    statement: "CHECKPOINT",
+                    cause: Box::new(duck("IO Error: No space left on device")),
+                },
+                report: OpenReport::new(&db),
+            })),
         ];
         for e in &errors {
             let chain = error_chain(e);
@@ -483,5 +602,54 @@ mod tests {
         }
         let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
         insta::assert_snapshot!(text.join("\n\n"));
+    }
+
+    #[test]
+    fn the_code_is_the_environment_s_failure_else_duckdb_s_class_else_the_variant() {
+        let db = Utf8PathBuf::from("/srv/data/state/system.duckdb");
+        let schema = || Error::Schema {
+            path: db.clone(),
+            cause: Box::new(sysdb_schema::Error::DatabaseNewer {
+                database: 28,
+                ladder: 27,
+            }),
+        };
+        let mut migrated = OpenReport::new(&db);
+        migrated.created = Some(StorageVersion::default());
+        let cases = [
+            (Error::NoDataDir, "no-data-dir"),
+            (
+                Error::open(&db)(duck("IO Error: Corrupt database file: computed checksum 1 does not match stored checksum 2 in block at location 12288")),
+                "corrupt-database",
+            ),
+            (
+                Error::files("quarantining", &db)(sysdb_snapshot::Error::NoSpace {
+                    from: db.clone(),
+                    dest: "/srv/data/state/system.duckdb.broken.20261127T101503Z".into(),
+                    needed: 10,
+                    available: 1,
+                }),
+                "disk-full",
+            ),
+            (schema(), "schema"),
+            (Error::after(schema(), &migrated), "schema"),
+        ];
+        for (error, code) in &cases {
+            assert_eq!(error.code(), *code, "{error:?}");
+            assert_eq!(
+                error.outcome(),
+                Outcome::Refused {
+                    why: (*code).to_owned()
+                }
+            );
+        }
+        // Only an error after a change carries the report.
+        assert!(cases[3].0.report().is_none());
+        assert_eq!(cases[4].0.report(), Some(&migrated));
+        assert!(matches!(cases[4].0.kind(), Error::Schema { .. }));
+        assert!(matches!(
+            Error::after(schema(), &OpenReport::new(&db)),
+            Error::Schema { .. }
+        ));
     }
 }

@@ -67,7 +67,7 @@ use duckdb::Connection;
 use sysdb_snapshot::ClosedDb;
 
 pub use connect::{storage_version_of, Connector, DuckDbConnector, DuckDbSettings, StorageVersion};
-pub use error::{error_chain, Error, Failure, Result};
+pub use error::{error_chain, Error, Failure, PartialOpen, Result};
 pub use lock::OpenLock;
 pub use paths::{Paths, DATA_DIR_ENV};
 pub use probe::{probe_open, probe_open_with, Probe};
@@ -306,10 +306,22 @@ impl SystemDb {
         report.marker_found = found.window_open();
         report.marker = found.marker().cloned();
         report.recovery_resumed = found.recovering.clone();
+        // From here on an error may come after files were changed: it
+        // carries the report of what was done (`Error::Partial`).
         let conn =
-            recover::connect_or_recover(paths, ladder, options, connector, &found, &mut report)?;
-        let conn =
-            window::ensure_schema(conn, paths, ladder, options, connector, &found, &mut report)?;
+            recover::connect_or_recover(paths, ladder, options, connector, &found, &mut report)
+                .and_then(|conn| {
+                    window::ensure_schema(
+                        conn,
+                        paths,
+                        ladder,
+                        options,
+                        connector,
+                        &found,
+                        &mut report,
+                    )
+                })
+                .map_err(|e| Error::after(e, &report))?;
         report.phase("total", started);
         tracing::info!(db = %paths.db(), "system database open");
         #[cfg(feature = "failpoints")]

@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Instant;
 
 use camino::{Utf8Path, Utf8PathBuf};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sysdb_errclass::ErrorClass;
 
 pub use crate::marker::{Marker, Recovering};
@@ -117,7 +117,7 @@ impl From<&sysdb_snapshot::Moved> for MovedFile {
 }
 
 /// Which copy a recovery restored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RestoreSource {
     /// The database with its whole write-ahead log, replayed on a copy
@@ -133,6 +133,18 @@ pub enum RestoreSource {
     /// The pre-migrate snapshot: writes checkpointed after it was taken are
     /// lost.
     Snapshot,
+}
+
+impl RestoreSource {
+    /// Its name, as in the report's JSON (`database-at-last-checkpoint`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestoreSource::Replayed => "replayed",
+            RestoreSource::Salvaged => "salvaged",
+            RestoreSource::DatabaseAtLastCheckpoint => "database-at-last-checkpoint",
+            RestoreSource::Snapshot => "snapshot",
+        }
+    }
 }
 
 /// What a recovery restored.
@@ -224,7 +236,8 @@ pub struct FailedCommit {
 pub struct Migration {
     /// The version before.
     pub from: u32,
-    /// The version after.
+    /// The version after (in the report of an error, the last version
+    /// applied before it).
     pub to: u32,
     /// The snapshot taken first (or, for a resumed window, kept).
     pub snapshot: Utf8PathBuf,
@@ -277,8 +290,11 @@ fn millis(d: std::time::Duration) -> u64 {
 }
 
 /// What an open came to, in one word: what `sysdb check` predicts, what a
-/// service may log. (An open that refused is an [`Error`](crate::Error).)
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// service may log, what the crash tests tally. [`OpenReport::outcome`]
+/// for an open that succeeded, [`Error::outcome`](crate::Error::outcome)
+/// for one that failed.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "outcome")]
 pub enum Outcome {
     /// The database was at the ladder's top: nothing was done.
@@ -292,6 +308,24 @@ pub enum Outcome {
         /// What the database was restored from.
         source: RestoreSource,
     },
+    /// The open failed: the service does not start until an operator
+    /// acts.
+    Refused {
+        /// [`Error::code`](crate::Error::code): `wal-replay`, `locked`,
+        /// `disk-full`, `vanished`, …
+        why: String,
+    },
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Healthy => f.write_str("healthy"),
+            Outcome::Migrated => f.write_str("migrated"),
+            Outcome::Recovered { source } => write!(f, "recovered from {}", source.as_str()),
+            Outcome::Refused { why } => write!(f, "refused: {why}"),
+        }
+    }
 }
 
 impl OpenReport {
@@ -304,6 +338,19 @@ impl OpenReport {
             (None, Some(_), _) | (None, None, Some(_)) => Outcome::Migrated,
             (None, None, None) => Outcome::Healthy,
         }
+    }
+
+    /// Whether the open changed files: set some aside, restored a copy,
+    /// created the database, replaced the snapshot (a new migration
+    /// window) or applied steps.
+    pub(crate) fn changed_files(&self) -> bool {
+        !self.quarantined.is_empty()
+            || self.restored.is_some()
+            || self.created.is_some()
+            || self
+                .migration
+                .as_ref()
+                .is_some_and(|m| !m.resumed_window || !m.steps.is_empty())
     }
 
     pub(crate) fn new(path: &Utf8Path) -> Self {

@@ -74,18 +74,27 @@ pub(crate) fn ensure_schema(
             (conn, taken.to, taken.bytes)
         }
     };
-    let resumed_window = kept.is_some();
+    // The report says what the window did as it goes, so that an error
+    // after a step carries the steps applied before it.
+    let migration = report.migration.insert(Migration {
+        from: plan.from,
+        to: plan.from,
+        snapshot,
+        snapshot_bytes,
+        resumed_window: kept.is_some(),
+        steps: Vec::new(),
+    });
 
     let phase = Instant::now();
-    let mut steps = Vec::new();
     let running = options
         .progress
         .begin(Task::Migrate, Some(plan.steps.len() as u64));
-    let applied = ladder
+    ladder
         .apply_with(&conn, &apply_options, &mut |done| {
             tracing::info!(version = done.version, name = %done.name, "applied migration step");
-            steps.push(StepRun::from(done));
-            running.advance(steps.len() as u64);
+            migration.steps.push(StepRun::from(done));
+            migration.to = done.version;
+            running.advance(migration.steps.len() as u64);
         })
         .map_err(schema_error)?;
     drop(running);
@@ -93,14 +102,6 @@ pub(crate) fn ensure_schema(
     #[cfg(feature = "failpoints")]
     fail::fail_point!("sysdb::window::applied");
     finish_window(paths)?;
-    report.migration = Some(Migration {
-        from: applied.from,
-        to: applied.to,
-        snapshot,
-        snapshot_bytes,
-        resumed_window,
-        steps,
-    });
     Ok(conn)
 }
 

@@ -138,7 +138,10 @@ def _run(args: List[str], *, ok: Callable[[int], bool], failed: type) -> Dict[st
             hint=value.get("hint"),
             caused_by=value.get("caused_by"),
             exit_code=done.returncode,
+            code=value.get("code"),
         )
+        if isinstance(value.get("report"), dict):
+            kwargs["report"] = Report._from(value["report"])
         if kind is Locked:
             kwargs["pid"] = value.get("holder_pid")
         raise kind(value["error"], **kwargs)

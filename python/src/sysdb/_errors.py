@@ -20,6 +20,7 @@ class Error(Exception):
         caused_by: Optional[List[str]] = None,
         exit_code: Optional[int] = None,
         report: Optional["Report"] = None,
+        code: Optional[str] = None,
     ) -> None:
         super().__init__(message)
         #: What failed, naming the path.
@@ -31,8 +32,14 @@ class Error(Exception):
         #: The binary's exit code (see ``sysdb --help``); None where the
         #: binary did not run or did not end by itself.
         self.exit_code = exit_code
-        #: What the open had done before it failed, where it says.
+        #: What the open had done before it failed, where it had changed
+        #: files by then (set files aside, restored a copy, replaced the
+        #: snapshot, applied steps); None where it changed none.
         self.report = report
+        #: Why, as a short stable name (``wal-replay``, ``disk-full``,
+        #: ``locked``, ``vanished``, ``schema``, ``usage``, …); None where the
+        #: binary did not say.
+        self.code = code
 
     def __str__(self) -> str:
         lines = [self.message]

@@ -191,6 +191,12 @@ class Check:
 
     #: ``healthy``, ``migrate``, ``recover`` or ``refuse``.
     verdict: str
+    #: The same as the library says it: ``healthy``, ``migrated``,
+    #: ``recovered`` (``raw["source"]`` says from what) or ``refused``.
+    outcome: str
+    #: For ``refused``: why, as a short stable name (``wal-replay``,
+    #: ``disk-full``, ``vanished``, …; the JSON error's ``code``).
+    why: Optional[str]
     #: What it would do, in words.
     would: List[str]
     #: What that would lose, in words.
@@ -207,6 +213,8 @@ class Check:
         report = d.get("report")
         return cls(
             verdict=d["verdict"],
+            outcome=d.get("outcome", ""),
+            why=d.get("why"),
             would=list(d.get("would", [])),
             would_lose=d.get("would_lose", ""),
             report=None if report is None else Report._from(report),

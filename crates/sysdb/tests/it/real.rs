@@ -273,25 +273,30 @@ fn a_damaged_free_block_is_read_around_and_the_window_goes_on() {
     assert_eq!(rows, 50000);
 }
 
+/// The ladder to 26, then `steps` (version, name, SQL).
+fn ladder_26_then(steps: &[(u32, &str, &str)]) -> sysdb::Ladder {
+    let all: Vec<(u32, String, String)> = ladder_to(26)
+        .steps()
+        .iter()
+        .map(|s| (s.version(), s.name().to_owned(), s.sql().to_owned()))
+        .chain(
+            steps
+                .iter()
+                .map(|(v, name, sql)| (*v, (*name).to_owned(), (*sql).to_owned())),
+        )
+        .collect();
+    sysdb::Ladder::new(all).expect("ladder")
+}
+
 #[test]
 fn the_intent_marker_names_the_snapshot_its_window_took() {
     let dir = StateDir::new();
     let paths = dir.paths();
     at_v26_with_snapshot(&paths, 100);
-    let mut steps: Vec<(u32, String, String)> = ladder_to(26)
-        .steps()
-        .iter()
-        .map(|s| (s.version(), s.name().to_owned(), s.sql().to_owned()))
-        .collect();
-    steps.push((
-        27,
-        "fails".to_owned(),
-        "SELECT error('step 27 fails');".to_owned(),
-    ));
-    let failing = sysdb::Ladder::new(steps).expect("ladder");
+    let failing = ladder_26_then(&[(27, "fails", "SELECT error('step 27 fails');")]);
 
     let err = SystemDb::open(&paths, &failing, &OpenOptions::default()).expect_err("step 27 fails");
-    assert!(matches!(err, Error::Schema { .. }), "{err:?}");
+    assert!(matches!(err.kind(), Error::Schema { .. }), "{err:?}");
     // The window stays open: its marker names the snapshot it took.
     let marker = Marker::read(&paths.marker())
         .expect("marker reads")
@@ -310,6 +315,52 @@ fn the_intent_marker_names_the_snapshot_its_window_took() {
     );
     assert_eq!(marker.snapshot_sha256, "", "no SHA-256 is computed");
     assert!(marker.names_snapshot(&paths.snapshot()).expect("compare"));
+}
+
+#[test]
+fn an_error_after_steps_were_applied_carries_the_report_of_them() {
+    let dir = StateDir::new();
+    let paths = dir.paths();
+    at_v26_with_snapshot(&paths, 100);
+    let failing = ladder_26_then(&[
+        (27, "notes", "CREATE TABLE notes (id INTEGER);"),
+        (28, "fails", "SELECT error('step 28 fails');"),
+    ]);
+
+    let err = SystemDb::open(&paths, &failing, &OpenOptions::default()).expect_err("step 28 fails");
+    assert!(
+        matches!(err.kind(), Error::Schema { cause, .. } if matches!(**cause, sysdb::schema::Error::Step { version: 28, .. })),
+        "{err:?}"
+    );
+    assert!(matches!(err, Error::Partial(_)), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        err.kind().to_string(),
+        "the message is the error's own"
+    );
+    assert_eq!(err.code(), "schema");
+    let report = err
+        .report()
+        .expect("the window replaced the snapshot: a report");
+    let migration = report.migration.as_ref().expect("the window's part");
+    assert_eq!((migration.from, migration.to), (26, 27));
+    assert_eq!(migration.snapshot, paths.snapshot());
+    let applied: Vec<(u32, &str)> = migration
+        .steps
+        .iter()
+        .map(|s| (s.version, s.name.as_str()))
+        .collect();
+    assert_eq!(applied, [(27, "notes")]);
+    assert!(
+        report.quarantined.is_empty() && report.restored.is_none(),
+        "{report}"
+    );
+
+    // An error before anything changed carries no report.
+    let err = SystemDb::open(&paths, &ladder_to(25), &OpenOptions::default())
+        .expect_err("the database is newer than the ladder");
+    assert!(err.report().is_none(), "{err:?}");
+    assert!(matches!(err, Error::Schema { .. }), "{err:?}");
 }
 
 #[test]
@@ -481,7 +532,10 @@ fn the_strict_option_refuses_the_snapshot_without_a_marker_and_restores_it_with_
     let snapshot_before = fs_err::read(paths.snapshot()).expect("read");
 
     let err = open_after_replay_failure(&paths, &strict).expect_err("refused");
-    match &err {
+    // The log was set aside before the refusal: the error says where.
+    let set_aside = err.report().map(|r| r.quarantined.len());
+    assert!(set_aside.is_some_and(|n| n > 0), "{err:?}");
+    match err.kind() {
         Error::SnapshotRefused { version, why, .. } => {
             assert_eq!(*version, Some(SCHEMA_VERSION));
             assert_eq!(*why, "no migration was in flight");
@@ -520,10 +574,13 @@ fn the_strict_option_refuses_the_snapshot_without_a_marker_and_restores_it_with_
     };
     write_marker(&marker);
     fs_err::write(paths.wal(), b"FAKE_WAL_CONTENT").expect("write");
-    match open_after_replay_failure(&paths, &strict) {
+    match open_after_replay_failure(&paths, &strict)
+        .as_ref()
+        .map_err(Error::kind)
+    {
         Err(Error::SnapshotRefused { why, .. }) => {
             assert_eq!(
-                why,
+                *why,
                 "the intent marker names another snapshot than the one on disk"
             );
         }

@@ -127,7 +127,9 @@ fn test_recovery_re_raises_if_snapshot_also_broken() {
     let err = SystemDb::open_with(&paths, &ladder(), &OpenOptions::default(), &fake)
         .expect_err("the reconnect's error propagates");
     assert!(err.to_string().contains("malformed"), "{err}");
-    match &err {
+    let report = err.report().expect("files were set aside: a report");
+    assert!(!report.quarantined.is_empty(), "{report}");
+    match err.kind() {
         sysdb::Error::Reopen { source, .. } => {
             assert!(
                 source.to_string().contains("ReplayAlter"),

@@ -74,7 +74,11 @@ pub(crate) struct Outcome {
     pub(crate) events: Option<i64>,
     /// Rows of `items` with an owner: the salvage matrix's logged updates.
     pub(crate) owned: Option<i64>,
-    /// The open report, as JSON.
+    /// What the open came to (healthy, migrated, recovered from which
+    /// source, refused and why), as the library says it.
+    pub(crate) came_to: Option<sysdb::Outcome>,
+    /// The open report, as JSON: on an error, what was done before it,
+    /// where it had changed files.
     pub(crate) report: Option<serde_json::Value>,
     /// The error's text.
     pub(crate) error: Option<String>,
@@ -231,6 +235,7 @@ fn reliability_child() {
                         |r| r.get(0),
                     )
                     .ok(),
+                came_to: Some(db.report().outcome()),
                 report: serde_json::to_value(db.report()).ok(),
                 ..Outcome::default()
             };
@@ -243,9 +248,11 @@ fn reliability_child() {
             outcome
         }
         Err(e) => Outcome {
+            came_to: Some(e.outcome()),
+            report: e.report().and_then(|r| serde_json::to_value(r).ok()),
             error: Some(e.to_string()),
             error_kind: Some(kind(&e)),
-            locked_by: match &e {
+            locked_by: match e.kind() {
                 Error::Locked { pid, .. } => *pid,
                 _ => None,
             },
@@ -322,7 +329,7 @@ fn die(death: Death) -> ! {
 /// An error's kind for the tally: its variant, and DuckDB's class where it
 /// carries one.
 pub(crate) fn kind(e: &Error) -> String {
-    match e {
+    match e.kind() {
         Error::Open { class, .. } => format!("refused: {}", describe(*class)),
         Error::Unreadable { class, .. } => format!("refused: Unreadable ({})", describe(*class)),
         Error::Reopen { reconnect, .. } => {

@@ -217,20 +217,19 @@ pub(crate) fn finish(tally: &Tally) {
 
 /// A class name for the table, from a child's outcome.
 pub(crate) fn class_of(outcome: &Outcome) -> String {
-    match (&outcome.error_kind, &outcome.report) {
-        (Some(kind), _) => kind.clone(),
-        (None, Some(report)) => {
-            let restored = report["restored"]["source"].as_str();
-            let resumed = !report["recovery_resumed"].is_null();
-            match (report["error"]["class"].as_str(), restored, resumed) {
-                (_, Some(source), true) => format!("resumed, restored {source}"),
-                (Some(class), Some(source), false) => format!("{class}, restored {source}"),
-                (Some(class), None, _) => format!("{class}, opened"),
-                (None, None, true) => "resumed, opened".to_owned(),
-                (None, _, _) => "opened".to_owned(),
-            }
-        }
-        (None, None) => "no report".to_owned(),
+    if let Some(kind) = &outcome.error_kind {
+        return kind.clone();
+    }
+    let Some(came_to) = &outcome.came_to else {
+        return "no outcome".to_owned();
+    };
+    let report = outcome.report.as_ref();
+    let met = report.and_then(|r| r["error"]["class"].as_str());
+    let resumed = report.is_some_and(|r| !r["recovery_resumed"].is_null());
+    match (resumed, met) {
+        (true, _) => format!("resumed, {came_to}"),
+        (false, Some(class)) => format!("{class}, {came_to}"),
+        (false, None) => came_to.to_string(),
     }
 }
 
