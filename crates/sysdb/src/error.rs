@@ -108,11 +108,34 @@ pub enum Error {
         /// The underlying failure.
         cause: std::io::Error,
     },
-    /// Moving files during recovery or the migration window failed.
+    /// A recovery's file operation failed: setting files aside, restoring
+    /// a copy, writing or removing the recovery marker. The recovery
+    /// marker, once written, has the next open finish the recovery.
     #[error("while {doing} {path}: {cause}")]
     Move {
         /// What was being done.
         doing: &'static str,
+        /// The database.
+        path: Utf8PathBuf,
+        /// The underlying failure.
+        cause: sysdb_snapshot::Error,
+    },
+    /// A file operation of the migration window failed: taking or
+    /// keeping the pre-migrate snapshot (also by hand), writing or removing
+    /// the intent marker, removing the previous snapshot.
+    #[error("while {doing} {path}: {cause}")]
+    Snapshot {
+        /// What was being done.
+        doing: &'static str,
+        /// The database.
+        path: Utf8PathBuf,
+        /// The underlying failure.
+        cause: sysdb_snapshot::Error,
+    },
+    /// The quarantine sets beside the database could not be listed;
+    /// nothing was moved.
+    #[error("while listing the quarantine sets of {path}: {cause}")]
+    Quarantine {
         /// The database.
         path: Utf8PathBuf,
         /// The underlying failure.
@@ -321,6 +344,8 @@ impl Error {
             Error::Marker { .. } => "marker",
             Error::Scan { .. } => "scan",
             Error::Move { .. } => "move",
+            Error::Snapshot { .. } => "snapshot",
+            Error::Quarantine { .. } => "quarantine",
             Error::Schema { .. } => "schema",
             Error::LadderFails { .. } => "ladder-fails",
             Error::Probe { .. } => "probe",
@@ -365,7 +390,9 @@ impl Error {
             | Error::CopyState { cause, .. }
             | Error::Scan { cause, .. }
             | Error::Replay { cause, .. } => io(cause),
-            Error::Move { cause, .. } => files(cause),
+            Error::Move { cause, .. }
+            | Error::Snapshot { cause, .. }
+            | Error::Quarantine { cause, .. } => files(cause),
             Error::Create { cause, .. } | Error::Statement { cause, .. } => duck(cause),
             Error::Schema { cause, .. } => match &**cause {
                 sysdb_schema::Error::Checkpoint { cause, .. } => duck(cause),
@@ -383,14 +410,30 @@ impl Error {
         matches!(self.kind(), Error::Open { class, .. } if crate::plan::file_unreadable(*class))
     }
 
-    /// [`Error::Move`]: `doing` a file operation on the files of the
-    /// database `db`, which failed.
-    pub(crate) fn files(
+    /// [`Error::Move`]: `doing` a recovery's file operation on the files
+    /// of the database `db`, which failed.
+    pub(crate) fn moving(
         doing: &'static str,
         db: &camino::Utf8Path,
     ) -> impl FnOnce(sysdb_snapshot::Error) -> Self {
         let path = db.to_owned();
         move |cause| Error::Move { doing, path, cause }
+    }
+
+    /// [`Error::Snapshot`]: `doing` a file operation of the migration
+    /// window of the database `db`, which failed.
+    pub(crate) fn snapshot(
+        doing: &'static str,
+        db: &camino::Utf8Path,
+    ) -> impl FnOnce(sysdb_snapshot::Error) -> Self {
+        let path = db.to_owned();
+        move |cause| Error::Snapshot { doing, path, cause }
+    }
+
+    /// [`Error::Quarantine`] of the database `db`.
+    pub(crate) fn quarantine(db: &camino::Utf8Path) -> impl FnOnce(sysdb_snapshot::Error) -> Self {
+        let path = db.to_owned();
+        move |cause| Error::Quarantine { path, cause }
     }
 
     /// [`Error::Open`] of the database at `path`, with DuckDB's error
@@ -534,6 +577,17 @@ mod tests {
                     path: db.clone(),
                 },
             },
+            Error::snapshot("keeping the previous snapshot of", &db)(
+                sysdb_snapshot::Error::Rename {
+                    from: "/srv/data/state/system.duckdb.pre-migrate".into(),
+                    to: "/srv/data/state/system.duckdb.pre-migrate.previous".into(),
+                    cause: io(std::io::ErrorKind::PermissionDenied, "Permission denied"),
+                },
+            ),
+            Error::quarantine(&db)(sysdb_snapshot::Error::List {
+                dir: "/srv/data/state".into(),
+                cause: io(std::io::ErrorKind::PermissionDenied, "Permission denied"),
+            }),
             Error::Schema {
                 path: db.clone(),
                 cause: Box::new(sysdb_schema::Error::DatabaseNewer {
@@ -623,7 +677,7 @@ mod tests {
                 "corrupt-database",
             ),
             (
-                Error::files("quarantining", &db)(sysdb_snapshot::Error::NoSpace {
+                Error::moving("quarantining", &db)(sysdb_snapshot::Error::NoSpace {
                     from: db.clone(),
                     dest: "/srv/data/state/system.duckdb.broken.20261127T101503Z".into(),
                     needed: 10,

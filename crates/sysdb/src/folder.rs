@@ -117,8 +117,7 @@ pub fn copy_state(paths: &Paths, scratch: &Utf8Path) -> Result<Paths> {
             }
         }
     }
-    let sets = sysdb_snapshot::list(paths.files())
-        .map_err(Error::files("listing the quarantine sets of", paths.db()))?;
+    let sets = sysdb_snapshot::list(paths.files()).map_err(Error::quarantine(paths.db()))?;
     for (i, set) in sets.into_iter().enumerate() {
         for (file, _) in set.files {
             if let Some(name) = file.file_name() {

@@ -147,26 +147,11 @@ fn json_bytes<T: Serialize>(value: &T) -> Vec<u8> {
     text.into_bytes()
 }
 
-/// Write a marker durably (see `sysdb_snapshot::write_durably`); `doing`
-/// names it in the error.
-pub(crate) fn write(
-    paths: &Paths,
-    path: &Utf8Path,
-    bytes: &[u8],
-    doing: &'static str,
-) -> Result<()> {
-    sysdb_snapshot::write_durably(path, bytes).map_err(Error::files(doing, paths.db()))
-}
-
 impl Recovering {
     /// Write this recovery marker beside the database, durably.
     pub(crate) fn write(&self, paths: &Paths) -> Result<()> {
-        write(
-            paths,
-            &paths.recovering(),
-            &self.to_bytes(),
-            "writing the recovery marker for",
-        )
+        sysdb_snapshot::write_durably(&paths.recovering(), &self.to_bytes())
+            .map_err(Error::moving("writing the recovery marker for", paths.db()))
     }
 }
 

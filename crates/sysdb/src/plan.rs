@@ -91,8 +91,7 @@ pub(crate) fn observe(paths: &Paths) -> Result<Found> {
     if marker != MarkerSeen::Absent {
         evidence.push(paths.marker().to_string());
     }
-    let sets = sysdb_snapshot::list(paths.files())
-        .map_err(Error::files("listing the quarantine sets of", paths.db()))?;
+    let sets = sysdb_snapshot::list(paths.files()).map_err(Error::quarantine(paths.db()))?;
     evidence.extend(sets.iter().map(|s| format!("quarantine set {}", s.id)));
     let wal = sysdb_snapshot::SIDECAR_SUFFIXES
         .iter()

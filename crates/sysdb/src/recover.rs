@@ -399,7 +399,7 @@ impl Recovery<'_> {
     }
 
     fn files_error(&self, doing: &'static str) -> impl FnOnce(sysdb_snapshot::Error) -> Error {
-        Error::files(doing, self.paths.db())
+        Error::moving(doing, self.paths.db())
     }
 
     /// Choose, on copies and before any file is moved, what to restore:
@@ -1146,7 +1146,7 @@ impl Recovery<'_> {
     fn finish(&self, conn: Connection) -> Result<Connection> {
         #[cfg(feature = "failpoints")]
         fail::fail_point!("sysdb::recover::reconnected");
-        remove_durably(&self.paths.recovering()).map_err(Error::files(
+        remove_durably(&self.paths.recovering()).map_err(Error::moving(
             "removing the recovery marker of",
             self.paths.db(),
         ))?;
@@ -1158,8 +1158,7 @@ impl Recovery<'_> {
 
 /// The database file of the newest quarantine set that holds one.
 fn newest_quarantined_db(paths: &Paths) -> Result<Option<Utf8PathBuf>> {
-    let sets = sysdb_snapshot::list(paths.files())
-        .map_err(Error::files("listing the quarantine sets of", paths.db()))?;
+    let sets = sysdb_snapshot::list(paths.files()).map_err(Error::quarantine(paths.db()))?;
     let prefix = paths.files().sibling(".broken.");
     Ok(sets.into_iter().find_map(|set| {
         set.files.into_iter().map(|(path, _)| path).find(|path| {
@@ -1271,7 +1270,7 @@ pub fn recover_by_hand(
     source: &HandSource,
     progress: &ProgressHook,
 ) -> Result<ByHand> {
-    let moving = |doing| Error::files(doing, paths.db());
+    let moving = |doing| Error::moving(doing, paths.db());
     // Refused before the marker is written: a marker left by a recovery
     // that had nothing to restore would send the next open to an older
     // quarantine set.

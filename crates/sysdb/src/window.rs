@@ -133,12 +133,8 @@ fn snapshot_window(
         started_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
         pid: std::process::id(),
     };
-    crate::marker::write(
-        paths,
-        &paths.marker(),
-        &intent.to_bytes(),
-        "writing the intent marker for",
-    )?;
+    sysdb_snapshot::write_durably(&paths.marker(), &intent.to_bytes())
+        .map_err(Error::snapshot("writing the intent marker for", paths.db()))?;
     report.phase("mark", phase);
     #[cfg(feature = "failpoints")]
     fail::fail_point!("sysdb::window::marked");
@@ -192,7 +188,10 @@ fn take_checked(
         ClosedDb::assume_closed(paths.files().clone())
     };
 
-    keep_previous(&closed).map_err(Error::files("keeping the previous snapshot of", paths.db()))?;
+    keep_previous(&closed).map_err(Error::snapshot(
+        "keeping the previous snapshot of",
+        paths.db(),
+    ))?;
     let taken = staged.commit(&mut |_| {}).map_err(snapshot_error(paths))?;
     #[cfg(feature = "failpoints")]
     fail::fail_point!("sysdb::window::snapshotted");
@@ -254,7 +253,7 @@ fn blocks_in_use(conn: &Connection) -> Option<u64> {
 }
 
 fn snapshot_error(paths: &Paths) -> impl FnOnce(sysdb_snapshot::Error) -> Error {
-    Error::files("taking the pre-migrate snapshot of", paths.db())
+    Error::snapshot("taking the pre-migrate snapshot of", paths.db())
 }
 
 /// Take the pre-migrate snapshot now, outside a migration (an operator's
@@ -362,7 +361,7 @@ fn quoted(identifier: &str) -> String {
 /// The window completed: its marker and the previous snapshot go.
 fn finish_window(paths: &Paths) -> Result<()> {
     remove_marker(paths)?;
-    forget_previous(paths.files()).map_err(Error::files(
+    forget_previous(paths.files()).map_err(Error::snapshot(
         "removing the previous snapshot of",
         paths.db(),
     ))?;
@@ -372,7 +371,7 @@ fn finish_window(paths: &Paths) -> Result<()> {
 fn remove_marker(paths: &Paths) -> Result<()> {
     remove_durably(&paths.marker())
         .map(|_| ())
-        .map_err(Error::files("removing the intent marker of", paths.db()))
+        .map_err(Error::snapshot("removing the intent marker of", paths.db()))
 }
 
 #[cfg(test)]
