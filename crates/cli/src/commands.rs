@@ -101,14 +101,9 @@ pub fn recover(global: &Global, args: &RecoverArgs) -> Result<u8, Error> {
         );
         (sysdb::by_hand::HandSource::Snapshot(snapshot), plan)
     } else {
-        // Asked before the question; the library refuses it too.
-        if !paths.db().exists() {
-            return Err(sysdb::Error::Missing {
-                path: paths.db().to_owned(),
-                doing: "a recovery by hand at the last checkpoint",
-            }
-            .into());
-        }
+        // Asked before the question and the lock; the library refuses it
+        // too.
+        sysdb::by_hand::HandSource::LastCheckpoint.require(&paths)?;
         let plan = format!(
             "set aside {} and its sidecars, then restore the database file at its last checkpoint; the commits in its write-ahead log are lost",
             paths.db()
@@ -173,6 +168,9 @@ pub fn snapshot(global: &Global, cmd: &SnapshotCommand) -> Result<u8, Error> {
     let paths = global.paths()?;
     let report = match cmd {
         SnapshotCommand::Take => {
+            // Asked before the lock, whose file (and folder) a refusal
+            // should not make; the library refuses it too.
+            sysdb::by_hand::snapshot_possible(&paths)?;
             let lock = sysdb::by_hand::lock(&paths, LOCK_WAIT)?;
             let taken =
                 sysdb::by_hand::snapshot(&paths, &lock, &global.connector(), &progress_bars())?;
@@ -242,13 +240,7 @@ pub fn quarantine(global: &Global, cmd: &QuarantineCommand) -> Result<u8, Error>
         QuarantineCommand::Prune { keep, yes } => {
             let _lock = sysdb::by_hand::lock(&paths, LOCK_WAIT)?;
             // Asked before the question; the prune refuses it too.
-            if paths.recovering().exists() {
-                return Err(sysdb_snapshot::Error::RecoveryInFlight {
-                    db: paths.db().to_owned(),
-                    marker: paths.recovering(),
-                }
-                .into());
-            }
+            sysdb_snapshot::prune_possible(paths.files())?;
             let doomed: Vec<_> = sysdb_snapshot::list(paths.files())?
                 .into_iter()
                 .skip(*keep)

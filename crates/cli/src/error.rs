@@ -132,9 +132,7 @@ impl Error {
         match self {
             Error::Sysdb(e) => match paths {
                 Some(paths) if e.disk_full() => Some(room_hint(paths)),
-                Some(paths) => {
-                    snapshot_unreadable_hint(e, paths).or_else(|| hint(e).map(str::to_owned))
-                }
+                Some(paths) => next_step(e, paths),
                 None => hint(e).map(str::to_owned),
             },
             Error::Files(e) if matches!(**e, sysdb_snapshot::Error::RecoveryInFlight { .. }) => {
@@ -169,10 +167,16 @@ impl Error {
     }
 }
 
+/// The next step after `e` on the files at `paths`: the snapshot's own
+/// error where it does not read either, else [`hint`].
+pub(crate) fn next_step(e: &sysdb::Error, paths: &sysdb::Paths) -> Option<String> {
+    snapshot_unreadable_hint(e, paths).or_else(|| hint(e).map(str::to_owned))
+}
+
 /// After a database that does not read, where the snapshot the usual hint
 /// offers does not read either: that snapshot's own error, so that it is
 /// not restored by hand in vain.
-pub(crate) fn snapshot_unreadable_hint(e: &sysdb::Error, paths: &sysdb::Paths) -> Option<String> {
+fn snapshot_unreadable_hint(e: &sysdb::Error, paths: &sysdb::Paths) -> Option<String> {
     use sysdb::Connector as _;
     if !e.database_unreadable() {
         return None;

@@ -324,7 +324,7 @@ pub fn check(global: &Global, args: &CheckArgs) -> Result<u8, Error> {
     }
     // What the real folder must allow, which a copy elsewhere cannot show.
     if let Err(e) = sysdb::by_hand::preflight(&paths) {
-        let next = crate::error::hint(&e).map(str::to_owned);
+        let next = crate::error::next_step(&e, &paths);
         return Ok(say(
             global,
             &paths,
@@ -354,83 +354,77 @@ pub fn check(global: &Global, args: &CheckArgs) -> Result<u8, Error> {
             let mut would = Vec::new();
             let mut would_lose = "nothing".to_owned();
             if let Some(restored) = &report.restored {
-                {
-                    for m in &report.quarantined {
-                        would.push(real(&format!("set aside {} ({})", m.from, bytes(m.bytes))));
-                    }
-                    let log = restored.log.as_ref();
-                    let count = |n: Option<u64>| n.map_or("?".to_owned(), |n| n.to_string());
-                    let first_failed =
-                        log.and_then(|l| l.first_failed.as_ref())
-                            .map_or(String::new(), |f| {
-                                format!(
-                                    "; the first that does not replay is commit {}: {}",
-                                    count(f.commit),
-                                    real(&f.error).replace('\n', " ")
-                                )
-                            });
-                    match restored.source {
-                        RestoreSource::Replayed => {
-                            would.push(format!(
+                for m in &report.quarantined {
+                    would.push(real(&format!("set aside {} ({})", m.from, bytes(m.bytes))));
+                }
+                let log = restored.log.as_ref();
+                let count = |n: Option<u64>| n.map_or("?".to_owned(), |n| n.to_string());
+                let first_failed =
+                    log.and_then(|l| l.first_failed.as_ref())
+                        .map_or(String::new(), |f| {
+                            format!(
+                                "; the first that does not replay is commit {}: {}",
+                                count(f.commit),
+                                real(&f.error).replace('\n', " ")
+                            )
+                        });
+                match restored.source {
+                    RestoreSource::Replayed => {
+                        would.push(format!(
                             "restore the database with its whole write-ahead log ({}), replayed on a copy through ATTACH",
                             log.and_then(|l| l.commits).map_or("every commit".to_owned(), |n| plural(n, "commit"))
                         ));
-                        }
-                        RestoreSource::Salvaged => {
-                            let (kept, total, lost) = log.map_or((None, None, None), |l| {
-                                (l.commits_kept, l.commits, l.commits_lost())
-                            });
-                            would.push(format!(
+                    }
+                    RestoreSource::Salvaged => {
+                        let (kept, total, lost) = log.map_or((None, None, None), |l| {
+                            (l.commits_kept, l.commits, l.commits_lost())
+                        });
+                        would.push(format!(
                             "restore the database with {} of the {} commits of its write-ahead log, replayed on a copy",
                             count(kept),
                             count(total),
                         ));
-                            let reapplied = log.and_then(|l| l.reapplied.as_ref());
-                            let for_ladder = reapplied.and_then(|r| r.commits).unwrap_or(0);
-                            let mut lose = Vec::new();
-                            if reapplied.is_none() || !first_failed.is_empty() {
-                                lose.push(format!(
+                        let reapplied = log.and_then(|l| l.reapplied.as_ref());
+                        let for_ladder = reapplied.and_then(|r| r.commits).unwrap_or(0);
+                        let mut lose = Vec::new();
+                        if reapplied.is_none() || !first_failed.is_empty() {
+                            lose.push(format!(
                                 "{} of the write-ahead log, which DuckDB cannot replay{first_failed}",
                                 lost.map_or("the last commits".to_owned(), |n| plural(n.saturating_sub(for_ladder), "commit"))
                             ));
-                            }
-                            if let Some(r) = reapplied {
-                                lose.push(reapplied_words(r, &real));
-                            }
-                            would_lose = format!(
-                                "{}; the whole log stays in quarantine",
-                                lose.join("; and ")
-                            );
                         }
-                        RestoreSource::DatabaseAtLastCheckpoint => {
-                            would.push(
-                                "restore the database file at its last checkpoint".to_owned(),
-                            );
-                            let why = match log.and_then(|l| l.reapplied.as_ref()) {
-                                Some(r) if first_failed.is_empty() => {
-                                    format!(": {}", reapplied_words(r, &real))
-                                }
-                                _ => format!(", which DuckDB cannot replay{first_failed}"),
-                            };
-                            would_lose = format!(
+                        if let Some(r) = reapplied {
+                            lose.push(reapplied_words(r, &real));
+                        }
+                        would_lose =
+                            format!("{}; the whole log stays in quarantine", lose.join("; and "));
+                    }
+                    RestoreSource::DatabaseAtLastCheckpoint => {
+                        would.push("restore the database file at its last checkpoint".to_owned());
+                        let why = match log.and_then(|l| l.reapplied.as_ref()) {
+                            Some(r) if first_failed.is_empty() => {
+                                format!(": {}", reapplied_words(r, &real))
+                            }
+                            _ => format!(", which DuckDB cannot replay{first_failed}"),
+                        };
+                        would_lose = format!(
                             "the commits in the write-ahead log set aside ({}{}){why}; they stay in quarantine",
                             bytes(report.wal_bytes_set_aside),
                             log.and_then(|l| l.commits).map_or(String::new(), |n| format!(", {}", plural(n, "commit")))
                         );
-                        }
-                        RestoreSource::Snapshot => {
-                            let age = restored
-                                .snapshot_age_secs
-                                .map_or("unknown".to_owned(), |s| {
-                                    humantime::format_duration(Duration::from_secs(s)).to_string()
-                                });
-                            would.push(format!(
-                                "restore the pre-migrate snapshot, written {age} ago"
-                            ));
-                            would_lose = format!(
+                    }
+                    RestoreSource::Snapshot => {
+                        let age = restored
+                            .snapshot_age_secs
+                            .map_or("unknown".to_owned(), |s| {
+                                humantime::format_duration(Duration::from_secs(s)).to_string()
+                            });
+                        would.push(format!(
+                            "restore the pre-migrate snapshot, written {age} ago"
+                        ));
+                        would_lose = format!(
                             "every write made after the snapshot was taken ({age} ago); the unreadable files stay in quarantine"
                         );
-                        }
                     }
                 }
             }
@@ -457,9 +451,10 @@ pub fn check(global: &Global, args: &CheckArgs) -> Result<u8, Error> {
             }
             let value = serde_json::to_value(report).unwrap_or_default();
             let value = serde_json::from_str(&real(&value.to_string())).unwrap_or_default();
+            let outcome = report.outcome();
             Verdict {
-                verdict: verb(&report.outcome()),
-                outcome: report.outcome(),
+                verdict: verb(&outcome),
+                outcome,
                 would,
                 would_lose,
                 report: Some(value),
@@ -470,8 +465,7 @@ pub fn check(global: &Global, args: &CheckArgs) -> Result<u8, Error> {
         Err(e) => Verdict::refuse(
             e.outcome(),
             real(&e.to_string()),
-            crate::error::snapshot_unreadable_hint(e, &paths)
-                .or_else(|| crate::error::hint(e).map(str::to_owned)),
+            crate::error::next_step(e, &paths),
         ),
     };
     drop(result);

@@ -340,6 +340,17 @@ fn snapshots_and_quarantine_on_a_fresh_folder() {
     let (_tmp, tmp) = temp();
     let data = tmp.join("data");
     let args = ["--data-dir", data.as_str(), "--migrations", &migrations()];
+    // Before there is a database, a snapshot or a recovery by hand refuses
+    // and makes no file, not even the lock's folder.
+    for command in [
+        &["snapshot", "take"][..],
+        &["recover", "--drop-wal", "--yes"],
+    ] {
+        let out = sysdb(&[&args[..], command, &["--json"]].concat());
+        assert_eq!(code(&out), 1, "{command:?}: {}", text(&out));
+        assert_eq!(json(&out)["code"], "missing", "{command:?}");
+        assert!(!data.exists(), "{command:?} made {data}");
+    }
     let out = sysdb(&[&args[..], &["migrate"]].concat());
     assert_eq!(code(&out), 0, "{}", text(&out));
     assert!(text(&out).contains("migration: 0 -> 27"), "{}", text(&out));

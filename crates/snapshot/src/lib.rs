@@ -44,7 +44,7 @@ pub use copy::{
     stage_take, take, take_with, Copied, CopyMethod, Staged, Step,
 };
 pub use names::{DbFiles, SIDECAR_SUFFIXES};
-pub use quarantine::{list, prune, quarantine, Moved, QuarantineSet, Quarantined};
+pub use quarantine::{list, prune, prune_possible, quarantine, Moved, QuarantineSet, Quarantined};
 
 /// The failpoints of this crate, for crash and fault tests built with the
 /// `failpoints` feature (the `fail` crate). Each can kill the process where

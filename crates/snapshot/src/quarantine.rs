@@ -215,6 +215,20 @@ pub fn list(files: &DbFiles) -> Result<Vec<QuarantineSet>> {
     Ok(sets)
 }
 
+/// [`Error::RecoveryInFlight`] while the recovery marker
+/// ([`DbFiles::recovering`]) is there: [`prune`] refuses then, deleting
+/// nothing, and a caller may ask first, before it asks its user.
+pub fn prune_possible(files: &DbFiles) -> Result<()> {
+    let marker = files.recovering();
+    match fs_err::symlink_metadata(&marker) {
+        Ok(_) => Err(Error::RecoveryInFlight {
+            db: files.db().to_owned(),
+            marker,
+        }),
+        Err(_) => Ok(()),
+    }
+}
+
 /// Remove the oldest quarantine sets beyond the newest `keep`, returning the
 /// sets removed. The live database, its sidecars and the snapshot are never
 /// part of a set and so are never touched. Refused, deleting nothing, while
@@ -239,13 +253,7 @@ pub fn list(files: &DbFiles) -> Result<Vec<QuarantineSet>> {
 /// # Ok(()) }
 /// ```
 pub fn prune(files: &DbFiles, keep: usize) -> Result<Vec<QuarantineSet>> {
-    let marker = files.recovering();
-    if fs_err::symlink_metadata(&marker).is_ok() {
-        return Err(Error::RecoveryInFlight {
-            db: files.db().to_owned(),
-            marker,
-        });
-    }
+    prune_possible(files)?;
     let removed: Vec<QuarantineSet> = list(files)?.into_iter().skip(keep).collect();
     for set in &removed {
         for (path, _) in &set.files {

@@ -42,6 +42,18 @@ pub fn preflight(paths: &Paths) -> Result<()> {
     .map_err(lock_error)
 }
 
+/// [`Error::Missing`] unless `path` is there (a file, or a link even if
+/// dangling): what an operation by hand (`doing`) works from.
+pub(crate) fn require(path: &Utf8Path, doing: &'static str) -> Result<()> {
+    match fs_err::symlink_metadata(path) {
+        Ok(_) => Ok(()),
+        Err(_) => Err(Error::Missing {
+            path: path.to_owned(),
+            doing,
+        }),
+    }
+}
+
 /// The most room a recovery of the files as they are may take beside them,
 /// with the migration that follows: three copies of the database with its
 /// log folded in (the copy the log is replayed into, the copy the ladder
@@ -54,10 +66,7 @@ pub fn preflight(paths: &Paths) -> Result<()> {
 pub fn recovery_space(paths: &Paths) -> u64 {
     let size = |p: &Utf8Path| fs_err::metadata(p).map_or(0, |m| m.len());
     let db = size(paths.db());
-    let logs: u64 = sysdb_snapshot::SIDECAR_SUFFIXES
-        .iter()
-        .map(|s| size(&paths.files().sibling(s)))
-        .sum();
+    let logs: u64 = paths.files().sidecars().iter().map(|s| size(s)).sum();
     db.saturating_add(logs.saturating_mul(2)).saturating_mul(3)
 }
 

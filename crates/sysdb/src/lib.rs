@@ -92,7 +92,7 @@ pub mod by_hand {
     pub use crate::folder::{copy_state, preflight, recovery_space};
     pub use crate::lock::LockHolder;
     pub use crate::recover::{recover_by_hand as recover, ByHand, HandSource};
-    pub use crate::window::snapshot_now as snapshot;
+    pub use crate::window::{snapshot_now as snapshot, snapshot_possible};
     use crate::{OpenLock, Paths, Result};
 
     /// Take the open lock `system.duckdb.lock` without opening the

@@ -1242,6 +1242,18 @@ impl HandSource {
             .into_iter()
             .find(|s| fs_err::metadata(s).is_ok_and(|m| m.is_file()))
     }
+
+    /// [`Error::Missing`] where the file this source restores is not there
+    /// (no database to restore at its last checkpoint, no snapshot):
+    /// [`recover`](crate::by_hand::recover) refuses then before it writes
+    /// anything, and a caller may ask first, before it takes the lock.
+    pub fn require(&self, paths: &Paths) -> Result<()> {
+        let (needed, doing) = match self {
+            HandSource::LastCheckpoint => (paths.db(), "a recovery by hand at the last checkpoint"),
+            HandSource::Snapshot(s) => (s.as_path(), "a recovery by hand from the snapshot"),
+        };
+        crate::folder::require(needed, doing)
+    }
 }
 
 /// What a recovery by hand did.
@@ -1274,19 +1286,7 @@ pub fn recover_by_hand(
     // Refused before the marker is written: a marker left by a recovery
     // that had nothing to restore would send the next open to an older
     // quarantine set.
-    let (needed, doing) = match source {
-        HandSource::LastCheckpoint => (
-            paths.db().to_owned(),
-            "a recovery by hand at the last checkpoint",
-        ),
-        HandSource::Snapshot(s) => (s.clone(), "a recovery by hand from the snapshot"),
-    };
-    if fs_err::symlink_metadata(&needed).is_err() {
-        return Err(Error::Missing {
-            path: needed,
-            doing,
-        });
-    }
+    source.require(paths)?;
     let (error, snapshot) = match source {
         HandSource::LastCheckpoint => (
             "recovery by hand: the database file at its last checkpoint".to_owned(),

@@ -273,18 +273,19 @@ pub fn snapshot_now(
     connector: &dyn Connector,
     progress: &ProgressHook,
 ) -> Result<sysdb_snapshot::Copied> {
-    // DuckDB would create an empty database here, and its copy would take
-    // the real snapshot's place.
-    if fs_err::symlink_metadata(paths.db()).is_err() {
-        return Err(Error::Missing {
-            path: paths.db().to_owned(),
-            doing: "a snapshot",
-        });
-    }
+    snapshot_possible(paths)?;
     let conn = connector
         .connect(paths.db())
         .map_err(Error::open(paths.db()))?;
     take_checked(conn, paths, connector, progress, &mut |_, _| {}).map(|(taken, _)| taken)
+}
+
+/// [`Error::Missing`] where there is no database to take a snapshot of
+/// (DuckDB would create an empty one, whose copy would take the real
+/// snapshot's place): [`snapshot_now`] refuses then before it writes
+/// anything, and a caller may ask first, before it takes the lock.
+pub fn snapshot_possible(paths: &Paths) -> Result<()> {
+    crate::folder::require(paths.db(), "a snapshot")
 }
 
 fn checkpoint(conn: &Connection, paths: &Paths, progress: &ProgressHook) -> Result<()> {

@@ -156,6 +156,11 @@ def _run(args: List[str], *, ok: Callable[[int], bool], failed: type) -> Dict[st
     )
 
 
+def _lock_file(database: Path) -> Path:
+    """The open lock beside ``database``: ``system.duckdb.lock``."""
+    return database.parent / (database.name + ".lock")
+
+
 def migrate(
     data_dir: Optional[PathLike] = None,
     migrations: Optional[PathLike] = None,
@@ -189,7 +194,7 @@ def migrate(
     args += ["migrate", "--lock-wait", f"{max(lock_wait, 0.0):.3f}s"]
     if probe:
         args.append("--probe")
-    if _lock.holds(database.parent / (database.name + ".lock")):
+    if _lock.holds(_lock_file(database)):
         args.append("--inherit-lock")
     report = Report._from(_run(args, ok=lambda code: code == 0, failed=Refused))
     if report.recovered:
@@ -277,7 +282,7 @@ def connect(
             "sysdb.connect needs DuckDB's Python package: pip install duckdb",
         ) from None
     database = _database(data_dir, db)
-    hold = _lock.acquire(database.parent / (database.name + ".lock"), lock_wait)
+    hold = _lock.acquire(_lock_file(database), lock_wait)
     try:
         report = migrate(
             data_dir,

@@ -588,14 +588,7 @@ fn the_strict_option_refuses_the_snapshot_without_a_marker_and_restores_it_with_
     }
 
     // With the window's own marker the snapshot is restored.
-    marker.snapshot_sha256 = {
-        use sha2::Digest as _;
-        let bytes = fs_err::read(paths.snapshot()).expect("read the snapshot");
-        sha2::Sha256::digest(&bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    };
+    marker.snapshot_sha256 = folder_digest(&dir.state())["system.duckdb.pre-migrate"].clone();
     write_marker(&marker);
     fs_err::write(paths.wal(), b"FAKE_WAL_CONTENT").expect("write");
     let db = open_after_replay_failure(&paths, &strict).expect("recovered");
